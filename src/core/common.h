@@ -1,0 +1,51 @@
+/* common.h - the one error vocabulary and the byte-slice type every layer shares.
+ * Header-only; includes nothing from sluice. */
+#ifndef SL_COMMON_H
+#define SL_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Return codes: 0 (or a byte count) on success, negative SL_E* on failure. */
+enum {
+    SL_OK = 0,
+    SL_AGAIN = -1,     /* not enough bytes yet: call again with more */
+    SL_EBADMSG = -2,   /* malformed input: answer 400 and close */
+    SL_ETOOBIG = -3,   /* a size bound was exceeded (431 headers, 413 body) */
+    SL_ENOTSUP = -4,   /* valid but unsupported (501 transfer-coding) */
+    SL_ENOMEM = -5,    /* allocation failed: fail the request, not the process */
+    SL_EINVAL = -6,    /* bad argument or configuration value */
+    SL_EIO = -7,       /* I/O error or peer closed */
+};
+
+/* A view into bytes owned by someone else (normally a connection's read buffer).
+ * Never NUL-terminated; valid only as long as its owner's buffer is. */
+typedef struct sl_slice {
+    const char *p;
+    size_t len;
+} sl_slice_t;
+
+#define SL_SLICE_LIT(s) ((sl_slice_t){ (s), sizeof(s) - 1 })
+#define SL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define SL_UNUSED(x) ((void)(x))
+#define SL_LIKELY(x) __builtin_expect(!!(x), 1)
+#define SL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* HTTP methods the gateway tells apart (shared by the parser and the config loader). Any other valid token is SL_M_OTHER. */
+enum sl_http_method {
+    SL_M_OTHER = 0,
+    SL_M_GET,
+    SL_M_HEAD,
+    SL_M_POST,
+    SL_M_PUT,
+    SL_M_DELETE,
+    SL_M_PATCH,
+    SL_M_OPTIONS,
+    SL_M_CONNECT,
+    SL_M_TRACE,
+    SL_M__COUNT
+};
+
+#define SL_METHOD_BIT(m) (1u << (m))
+
+#endif

@@ -1,0 +1,119 @@
+/* config.h - the YAML configuration: loading, validation and the resulting structs.
+ * Owns: parsing a file into sl_config_t, every error reported as FILE:LINE:COL: message.
+ * Keys are declared in tables (key, type, offset, validator); the loader never switches
+ * on a feature's name. Runs on the main/control thread only; never on a worker loop. */
+#ifndef SL_CONFIG_H
+#define SL_CONFIG_H
+
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "common.h"
+
+#define SL_CONF_MAX_LISTEN 16
+#define SL_CONF_MAX_ERRORS 64
+
+/* A parsed "host:port" (IPv4 "1.2.3.4:80", IPv6 "[::1]:80"; host names are rejected:
+ * resolving them would block). text is the address as written, NUL-terminated. */
+typedef struct sl_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[64];
+} sl_addr_t;
+
+typedef struct sl_server_conf {
+    sl_addr_t addr;
+    uint32_t weight;          /* default 1, 1..1000 */
+    uint32_t max_fails;       /* default 1 (nginx); 0 = never mark down */
+    uint64_t fail_timeout_ms; /* default 10s */
+} sl_server_conf_t;
+
+enum sl_balance { SL_BALANCE_ROUND_ROBIN = 0, SL_BALANCE_LEAST_CONN, SL_BALANCE_RANDOM_TWO, SL_BALANCE_HASH };
+
+typedef struct sl_service_conf {
+    char *name;                /* the key under services: */
+    int balance;               /* enum sl_balance; default round_robin */
+    uint32_t keepalive;        /* idle upstream connections kept per worker; default 32; 0 = none */
+    uint64_t connect_ms;       /* timeouts.connect, default 5s */
+    uint64_t send_ms;          /* timeouts.send, default 60s */
+    uint64_t read_ms;          /* timeouts.read, default 60s */
+    uint32_t retries;          /* default 0 */
+    sl_server_conf_t *servers; /* at least one */
+    uint32_t nservers;
+    int line, col;             /* where the service was declared (for later errors) */
+} sl_service_conf_t;
+
+typedef struct sl_route_conf {
+    char *path_prefix;   /* match.path_prefix; required, must start with '/' */
+    size_t path_prefix_len;
+    char *host;          /* match.host; NULL = any; compared case-insensitively, port ignored */
+    uint32_t methods;    /* match.methods as SL_METHOD_BIT(SL_M_*) bits; 0 = any method */
+    char *service;       /* service name */
+    int service_index;   /* index into sl_config_t.services, resolved by the loader */
+    int line, col;
+} sl_route_conf_t;
+
+typedef struct sl_limits_conf {
+    uint32_t max_connections;   /* default 10000 (per process) */
+    uint64_t header_timeout_ms; /* default 10s: whole request head must arrive within it */
+    uint64_t idle_timeout_ms;   /* default 60s: keep-alive connection with no request */
+    uint64_t max_header_bytes;  /* default 16k */
+    uint64_t max_body_bytes;    /* default 10m; 0 = unlimited */
+    uint64_t shutdown_timeout_ms; /* default 30s */
+} sl_limits_conf_t;
+
+typedef struct sl_config {
+    char *path;                        /* file it was loaded from */
+    sl_addr_t listen[SL_CONF_MAX_LISTEN];
+    uint32_t nlisten;                  /* default one: 127.0.0.1:8080 */
+    uint32_t workers;                  /* 0 = auto (one per core) */
+    sl_addr_t admin_listen;            /* default 127.0.0.1:9901 */
+    int admin_enabled;                 /* 1 unless admin: {listen: off}? always 1 for now */
+    char *admin_token_env;             /* NULL = no token required */
+    sl_limits_conf_t limits;
+    char *access_log;                  /* access_log: path, "stderr", or NULL = off */
+    sl_service_conf_t *services;
+    uint32_t nservices;
+    sl_route_conf_t *routes;
+    uint32_t nroutes;
+} sl_config_t;
+
+/* One problem found in a configuration. */
+typedef struct sl_config_error {
+    int line, col; /* 1-based; 0 when not tied to a position */
+    char msg[200];
+} sl_config_error_t;
+
+typedef struct sl_config_errors {
+    sl_config_error_t e[SL_CONF_MAX_ERRORS];
+    int n;         /* errors recorded (at most SL_CONF_MAX_ERRORS; further ones are counted in dropped) */
+    int dropped;
+} sl_config_errors_t;
+
+/* Load and validate the YAML file at path. On success returns a config the caller owns
+ * (free with sl_config_free) and errs->n == 0. On any problem returns NULL with every
+ * problem found in errs (the loader keeps going after the first error). */
+sl_config_t *sl_config_load(const char *path, sl_config_errors_t *errs);
+
+/* Same from a memory buffer; name is used as the path in messages (fuzzing, tests). */
+sl_config_t *sl_config_load_mem(const char *name, const char *data, size_t len,
+                                sl_config_errors_t *errs);
+
+/* Print errors as "name:LINE:COL: message" lines (or "name: message" without a position). */
+void sl_config_errors_print(FILE *out, const char *name, const sl_config_errors_t *errs);
+
+void sl_config_free(sl_config_t *cfg);
+
+/* The unit parsers, one way everywhere. Each returns 0 and sets *out, or SL_EINVAL.
+ * Durations: "<digits><unit>" with unit ms|s|m|h|d, e.g. "500ms", "10s", "5m"; a bare
+ *   integer is seconds ("30" = 30s). Result in milliseconds; overflow is SL_EINVAL.
+ * Sizes: "<digits>[k|m|g]" (binary: 16k = 16384), case-insensitive unit, optional
+ *   trailing "b"/"B" ("16kb"). Result in bytes.
+ * Addresses: "IPv4:port" or "[IPv6]:port", port 1..65535. */
+int sl_parse_duration(const char *s, size_t len, uint64_t *out_ms);
+int sl_parse_size(const char *s, size_t len, uint64_t *out_bytes);
+int sl_parse_addr(const char *s, size_t len, sl_addr_t *out);
+
+#endif
