@@ -22,7 +22,7 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
             -Wmissing-prototypes -Wno-missing-field-initializers -Wformat=2
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CFLAGS   += -std=gnu11 -g $(OPT) $(WARN) -pthread -MMD -MP $(PKG_CFLAGS)
+CFLAGS   += -std=gnu11 -D_GNU_SOURCE -g $(OPT) $(WARN) -pthread -MMD -MP $(PKG_CFLAGS)
 LDLIBS   += $(PKG_LIBS) -pthread -lm
 LDFLAGS  += $(LDSAN)
 
@@ -88,7 +88,7 @@ asan:
 	@$(MAKE) --no-print-directory SAN=1 all unit integration
 
 # libFuzzer targets: every library source rebuilt with clang and coverage.
-FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer-no-link,address,undefined -DSL_FUZZ=1 $(PKG_CFLAGS)
+FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer-no-link,address,undefined -DSL_FUZZ=1 $(PKG_CFLAGS)
 FUZZ_OBJ := $(LIB_SRC:%.c=build-fuzz/obj/%.o)
 build-fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)

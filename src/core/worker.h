@@ -1,0 +1,37 @@
+/* worker.h - the per-thread context every module reaches through its objects.
+ * One per loop thread (each worker and the control thread). Everything in it is touched
+ * only by its own thread, except `stop`, which other threads signal through `wake`. */
+#ifndef SL_WORKER_H
+#define SL_WORKER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "log.h"
+#include "timer.h"
+
+typedef struct sl_worker {
+    uv_loop_t loop;
+    int index;             /* sl_thread_index of this thread (0 = control) */
+    sl_bufpool_t bufs;     /* I/O buffers, sized for a whole request head + a read */
+    sl_timers_t timers;    /* connection deadlines */
+    sl_logbuf_t alog;      /* access-log lines not yet handed to the writer */
+    void *conns;           /* list of client connections (conn.c) */
+    void *xfree;           /* free exchanges (conn.c) */
+    void *server;          /* owner (server.c) */
+    void *proxy;           /* per-worker proxy state: upstream pools (upstream.c) */
+    void *gw;              /* the gateway (routes, services) this worker serves with */
+    uint64_t inflight;     /* exchanges dispatched and not yet done */
+    uint64_t nconns;       /* client connections open on this worker */
+    uint64_t reqid_seq;    /* request-id counter */
+    uint32_t reqid_salt;
+    int draining;          /* stop accepting; close connections as they go idle */
+    char date[40];         /* "Date: <IMF-fixdate>" value, refreshed on every tick */
+    size_t date_len;
+} sl_worker_t;
+
+/* Refresh w->date from the wall clock. */
+void sl_worker_update_date(sl_worker_t *w);
+
+#endif

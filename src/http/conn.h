@@ -1,0 +1,133 @@
+/* conn.h - one client connection: read, parse, dispatch, write, keep-alive, timeouts.
+ * Owns: the client socket, its read buffer, request framing (Content-Length, chunked),
+ * pipelining (one exchange at a time, answers in order), write backpressure, and the
+ * header/idle timeouts. It hands each parsed request to the handler it was given and
+ * never knows what the handler does (routing, proxying live in upper layers).
+ * Runs on its worker's loop only; never blocks. */
+#ifndef SL_CONN_H
+#define SL_CONN_H
+
+#include <uv.h>
+
+#include "../core/buf.h"
+#include "../core/worker.h"
+#include "http1.h"
+
+typedef struct sl_conn sl_conn_t;
+typedef struct sl_exchange sl_exchange_t;
+
+/* Callbacks the handler installs in x->ops for an exchange it keeps open. */
+typedef struct sl_exchange_ops {
+    /* Request body bytes, decoded (or, in a tunnel, raw bytes). p points into the
+     * connection's read buffer and is valid only during the call. Return 0 to go on,
+     * 1 to pause delivery until the handler calls sl_conn_resume(). */
+    int (*body)(sl_exchange_t *x, const char *p, size_t n);
+    /* The request body is complete (in a tunnel: the client closed its side). */
+    void (*body_end)(sl_exchange_t *x);
+    /* The output that sl_conn_send() reported congested has drained. */
+    void (*drained)(sl_exchange_t *x);
+    /* The client went away, timed out or failed: release everything tied to x. conn
+     * frees x after this returns; the handler must not call sl_conn_* on it. */
+    void (*abort)(sl_exchange_t *x);
+} sl_exchange_ops_t;
+
+/* One request/response on a client connection. Allocated by conn when a request head
+ * starts arriving, freed after sl_conn_end() or abort. The handler's own per-exchange
+ * state lives in hdata[] (handler_size bytes, zeroed at dispatch). */
+struct sl_exchange {
+    sl_conn_t *conn;
+    const sl_exchange_ops_t *ops;
+    uint64_t start_ns;    /* uv_hrtime() when the head was complete */
+    uint64_t bytes_out;   /* response bytes sent, head included */
+    uint64_t bytes_in;    /* request body bytes received */
+    int status;           /* status of the response (for logs and metrics) */
+    int route;            /* set by the handler: route index, -1 = none */
+    uint64_t reqid;       /* X-Request-Id the gateway generated (0 = the client's was kept) */
+    uint32_t response_started : 1;
+    uint32_t body_done : 1;     /* request body fully received */
+    uint32_t tunnel : 1;
+    uint32_t continue_sent : 1;
+    uint32_t dispatched : 1;    /* handed to the handler (not refused before) */
+    sl_http_request_t req;      /* slices into the connection's read buffer, valid until end */
+    char hdata[] __attribute__((aligned(16)));
+};
+
+typedef void (*sl_handler_fn)(sl_exchange_t *x);
+
+/* What a listener's connections share: the handler, its hooks and the limits. */
+typedef struct sl_conn_cfg {
+    sl_handler_fn handler;
+    void (*on_done)(sl_exchange_t *x); /* metrics and access log, before x is freed */
+    size_t handler_size;
+    uint64_t header_timeout_ms, idle_timeout_ms;
+    uint64_t max_header_bytes, max_body_bytes; /* 0 = unlimited body */
+    int is_tls;                                /* X-Forwarded-Proto */
+} sl_conn_cfg_t;
+
+struct sl_conn {
+    uv_tcp_t tcp;
+    sl_timed_t timed;
+    sl_worker_t *w;
+    const sl_conn_cfg_t *cfg;
+    struct sl_conn *prev, *next; /* worker's list of client connections */
+    sl_buf_t *rbuf;              /* NULL while idle with nothing buffered */
+    uint32_t rpos;               /* first unconsumed byte in rbuf */
+    uint32_t head_len;           /* head of the active exchange occupies rbuf[0, head_len) */
+    size_t scan;                 /* end-of-head search position (see sl_http1_parse_request) */
+    sl_exchange_t *x;            /* active exchange, or NULL */
+    int64_t body_left;           /* Content-Length bytes still to come */
+    sl_chunked_t chunked;
+    size_t pending_bytes;        /* written but not yet acknowledged by libuv */
+    uint32_t pending_writes;
+    uint8_t state;               /* private */
+    uint8_t body_kind;
+    uint8_t keepalive : 1, reading : 1, paused : 1, congested : 1, closing : 1, in_process : 1,
+        peer_eof : 1, end_pending : 1;
+    uint8_t linger : 1;
+    uint64_t requests;
+    char peer[46];               /* client address as text */
+    uint8_t peer_len;
+};
+
+/* Take a freshly accepted connection: tcp must be initialised on w->loop and accepted.
+ * The connection lives until it closes itself. */
+void sl_conn_start(sl_conn_t *c, sl_worker_t *w, const sl_conn_cfg_t *cfg);
+/* Allocate a connection object for accepting into (pooled per worker). */
+sl_conn_t *sl_conn_new(sl_worker_t *w);
+
+/* Send response bytes. Every bufs[i] points either at memory that outlives the
+ * connection (string constants) or into one of owned[0..nowned); ownership of the
+ * owned buffers passes to conn in every case, and they go back to the pool once
+ * written. Bytes are written in call order. Returns 1 when the output is congested
+ * (more than 64 KiB unacknowledged): stop producing until ops->drained; else 0. */
+int sl_conn_send(sl_exchange_t *x, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned,
+                 unsigned nowned);
+
+/* The response is complete. keepalive_ok = 0 forces the connection to close after it
+ * (e.g. a response delimited by closing). Frees x (after on_done); the next pipelined
+ * request, if any, is served. */
+void sl_conn_end(sl_exchange_t *x, int keepalive_ok);
+
+/* Answer with a complete response made by the gateway (errors, 404...), then end. body
+ * may be NULL; extra is more header lines, each ending in CRLF, or NULL. */
+void sl_conn_respond(sl_exchange_t *x, int status, const char *ctype, const char *body,
+                     size_t len, const char *extra);
+/* A JSON error answer {"error": msg, "status": N}. */
+void sl_conn_error(sl_exchange_t *x, int status, const char *msg);
+
+/* Resume body delivery paused by ops->body returning 1. */
+void sl_conn_resume(sl_exchange_t *x);
+/* Switch the connection to a raw tunnel after a 101 answer: every further byte read is
+ * passed to ops->body, EOF to ops->body_end. */
+void sl_conn_tunnel(sl_exchange_t *x);
+/* Keep-alive decision for the answer to x (client version, Connection, draining). */
+int sl_conn_keepalive(const sl_exchange_t *x);
+/* Close every idle connection of the worker and make the rest close after their
+ * current response (graceful drain). */
+void sl_conn_drain_all(sl_worker_t *w);
+/* Close every connection now (end of the shutdown grace period). */
+void sl_conn_close_all(sl_worker_t *w);
+/* Release a worker's pooled exchanges (at exit). */
+void sl_conn_worker_free(sl_worker_t *w);
+
+#endif

@@ -1,0 +1,960 @@
+/* proxy.c - forwarding an exchange upstream and streaming the answer back; see proxy.h.
+ *
+ * The common case costs one write upstream and one write to the client: the request
+ * head is re-serialised into a pool buffer and written with uv_try_write; the response
+ * head is re-serialised into another, and written together with the body bytes that
+ * arrived with it (still in the upstream read buffer, not copied) in one writev. A
+ * write that the kernel does not take at once is queued by conn, which then owns the
+ * buffers, and the upstream is not read again until the client has caught up: memory
+ * per exchange stays bounded whatever the speed of either side. */
+#include "proxy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/log.h"
+#include "../core/metrics.h"
+
+enum { PX_CONNECTING = 1, PX_SENDING, PX_BODY, PX_TUNNEL, PX_DONE };
+enum { E_CONNECT = 0, E_TIMEOUT, E_BAD_RESPONSE, E_RESET, E_RETRY, E__COUNT };
+
+#define MAX_OUT 3
+#define MAX_IOV 16
+
+typedef struct px {
+    sl_exchange_t *x;
+    sl_service_t *svc;
+    sl_server_t *server;
+    sl_upconn_t *up;
+    sl_buf_t *out[MAX_OUT]; /* request bytes not yet handed to the kernel or libuv */
+    unsigned nout;
+    size_t scan;
+    int64_t resp_left;
+    sl_chunked_t rch;
+    uint64_t sent_ns, first_byte_ns;
+    uint64_t exclude;
+    uint8_t state;
+    uint8_t resp_kind;
+    uint8_t head_parsed : 1, rechunk : 1, close_after : 1, req_done : 1, writing : 1,
+        client_paused : 1, up_paused : 1, reused : 1;
+    uint8_t retried : 1, got_bytes : 1, upgrade : 1, extra : 1, req_chunked : 1;
+    sl_http_response_t resp;
+} px_t;
+
+typedef struct upwrite {
+    uv_write_t req;
+    sl_upconn_t *u;
+    unsigned nowned;
+    sl_buf_t *owned[MAX_OUT];
+} upwrite_t;
+
+static sl_counter_t *m_errors;
+
+static size_t error_labels(uint64_t key, char *out, size_t cap, void *arg)
+{
+    (void)arg;
+    static const char *names[] = {"connect", "timeout", "bad_response", "reset", "retry"};
+    int n = snprintf(out, cap, "kind=\"%s\"", key < E__COUNT ? names[key] : "other");
+    return n > 0 ? (size_t)n : 0;
+}
+
+/* Registered once at start-up, before the workers start. */
+void sl_proxy_metrics_register(void);
+void sl_proxy_metrics_register(void)
+{
+    m_errors = sl_metrics_counter("sluice_upstream_errors_total",
+                                  "Upstream failures by kind (connect, timeout, bad_response, "
+                                  "reset, retry = a request re-sent on a fresh connection).",
+                                  error_labels, NULL);
+}
+
+static inline void count_error(int kind)
+{
+    if (m_errors)
+        sl_counter_add(m_errors, (uint64_t)kind, 1);
+}
+
+size_t sl_proxy_state_size(void)
+{
+    return sizeof(px_t);
+}
+
+static inline px_t *PX(sl_exchange_t *x)
+{
+    return (px_t *)x->hdata;
+}
+
+const sl_server_t *sl_proxy_server(const sl_exchange_t *x)
+{
+    return ((const px_t *)x->hdata)->server;
+}
+
+uint64_t sl_proxy_upstream_us(const sl_exchange_t *x)
+{
+    const px_t *p = (const px_t *)x->hdata;
+    return p->first_byte_ns > p->sent_ns && p->sent_ns ? (p->first_byte_ns - p->sent_ns) / 1000
+                                                       : 0;
+}
+
+/* ---- building bytes ---- */
+
+typedef struct wbuf {
+    char *p, *end;
+    int overflow;
+} wbuf_t;
+
+static inline void put(wbuf_t *w, const char *s, size_t n)
+{
+    if (SL_UNLIKELY((size_t)(w->end - w->p) < n)) {
+        w->overflow = 1;
+        return;
+    }
+    memcpy(w->p, s, n);
+    w->p += n;
+}
+
+#define PUTS(w, lit) put((w), (lit), sizeof(lit) - 1)
+
+static inline void put_dec(wbuf_t *w, uint64_t v)
+{
+    char tmp[24];
+    char *e = tmp + sizeof(tmp), *q = e;
+    do {
+        *--q = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(w, q, (size_t)(e - q));
+}
+
+static inline size_t hex_line(char *dst, uint64_t v)
+{
+    static const char hex[] = "0123456789abcdef";
+    char tmp[20];
+    char *e = tmp + sizeof(tmp), *q = e;
+    *--q = '\n';
+    *--q = '\r';
+    do {
+        *--q = hex[v & 15];
+        v >>= 4;
+    } while (v);
+    memcpy(dst, q, (size_t)(e - q));
+    return (size_t)(e - q);
+}
+
+static inline void put_header(wbuf_t *w, const sl_http_header_t *h)
+{
+    size_t n = (size_t)h->name_len + 2 + h->value_len + 2;
+    if (SL_UNLIKELY((size_t)(w->end - w->p) < n)) {
+        w->overflow = 1;
+        return;
+    }
+    char *o = w->p;
+    memcpy(o, h->name, h->name_len);
+    o += h->name_len;
+    *o++ = ':';
+    *o++ = ' ';
+    memcpy(o, h->value, h->value_len);
+    o += h->value_len;
+    *o++ = '\r';
+    *o++ = '\n';
+    w->p = o;
+}
+
+static void put_request_id(wbuf_t *w, sl_exchange_t *x)
+{
+    static const char hex[] = "0123456789abcdef";
+    sl_worker_t *wk = x->conn->w;
+    uint64_t v = ++wk->reqid_seq ^ ((uint64_t)wk->reqid_salt << 32);
+    v ^= (uint64_t)wk->index << 56;
+    v = v ? v : 1;
+    x->reqid = v;
+    char id[16];
+    for (int i = 15; i >= 0; i--, v >>= 4)
+        id[i] = hex[v & 15];
+    PUTS(w, "X-Request-Id: ");
+    put(w, id, 16);
+    PUTS(w, "\r\n");
+}
+
+/* The upstream request head: request line in origin-form, the client's end-to-end
+ * fields in order, then the proxy's own fields and framing. Returns the buffer or NULL
+ * (out of memory, or a head that does not fit: the client's is already bounded). */
+static sl_buf_t *build_request(px_t *p)
+{
+    sl_exchange_t *x = p->x;
+    const sl_http_request_t *r = &x->req;
+    sl_conn_t *c = x->conn;
+    sl_buf_t *b = sl_buf_get(&c->w->bufs);
+    if (!b)
+        return NULL;
+    wbuf_t w = {b->data, b->data + b->size, 0};
+    put(&w, r->method.p, r->method.len);
+    PUTS(&w, " ");
+    put(&w, r->path.p, r->path.len);
+    if (r->query.p) {
+        PUTS(&w, "?");
+        put(&w, r->query.p, r->query.len);
+    }
+    PUTS(&w, " HTTP/1.1\r\n");
+    const sl_http_header_t *xff[8], *via[8];
+    unsigned nxff = 0, nvia = 0;
+    int host_seen = 0, id_seen = 0;
+    for (unsigned i = 0; i < r->nheaders; i++) {
+        const sl_http_header_t *h = &r->headers[i];
+        if (h->hop)
+            continue;
+        switch (h->id) {
+        case SL_H_CONTENT_LENGTH:
+        case SL_H_EXPECT:
+        case SL_H_X_REAL_IP:
+        case SL_H_X_FORWARDED_PROTO:
+            continue;
+        case SL_H_X_FORWARDED_FOR:
+            if (nxff < SL_ARRAY_LEN(xff))
+                xff[nxff++] = h;
+            continue;
+        case SL_H_VIA:
+            if (nvia < SL_ARRAY_LEN(via))
+                via[nvia++] = h;
+            continue;
+        case SL_H_HOST:
+            host_seen = 1;
+            break;
+        case SL_H_X_REQUEST_ID:
+            id_seen = 1;
+            break;
+        }
+        put_header(&w, h);
+    }
+    if (!host_seen) {
+        PUTS(&w, "Host: ");
+        if (r->host.len)
+            put(&w, r->host.p, r->host.len);
+        else
+            put(&w, p->server->conf->addr.text, strlen(p->server->conf->addr.text));
+        PUTS(&w, "\r\n");
+    }
+    PUTS(&w, "X-Forwarded-For: ");
+    for (unsigned i = 0; i < nxff; i++) {
+        put(&w, xff[i]->value, xff[i]->value_len);
+        PUTS(&w, ", ");
+    }
+    put(&w, c->peer, c->peer_len);
+    PUTS(&w, "\r\nX-Real-IP: ");
+    put(&w, c->peer, c->peer_len);
+    if (c->cfg->is_tls)
+        PUTS(&w, "\r\nX-Forwarded-Proto: https\r\nVia: ");
+    else
+        PUTS(&w, "\r\nX-Forwarded-Proto: http\r\nVia: ");
+    for (unsigned i = 0; i < nvia; i++) {
+        put(&w, via[i]->value, via[i]->value_len);
+        PUTS(&w, ", ");
+    }
+    if (r->version == 10)
+        PUTS(&w, "1.0 sluice\r\n");
+    else
+        PUTS(&w, "1.1 sluice\r\n");
+    if (!id_seen)
+        put_request_id(&w, x);
+    int kind = sl_http1_request_body(r);
+    if (kind == SL_BODY_LENGTH || (r->flags & SL_HF_CONTENT_LENGTH)) {
+        PUTS(&w, "Content-Length: ");
+        put_dec(&w, (uint64_t)r->content_length);
+        PUTS(&w, "\r\n");
+    } else if (kind == SL_BODY_CHUNKED) {
+        PUTS(&w, "Transfer-Encoding: chunked\r\n");
+        p->req_chunked = 1;
+    }
+    if (p->upgrade) {
+        const sl_http_header_t *u = sl_http1_find(r->headers, r->nheaders, SL_H_UPGRADE);
+        PUTS(&w, "Connection: upgrade\r\nUpgrade: ");
+        put(&w, u->value, u->value_len);
+        PUTS(&w, "\r\n");
+    }
+    PUTS(&w, "\r\n");
+    if (w.overflow) {
+        sl_buf_put(&c->w->bufs, b);
+        return NULL;
+    }
+    b->len = (uint32_t)(w.p - b->data);
+    return b;
+}
+
+/* ---- the upstream side ---- */
+
+static void up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *out);
+static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void px_flush(px_t *p);
+static void on_connect(sl_upconn_t *u, int status);
+static void on_timeout(sl_upconn_t *u);
+
+static void release_out(px_t *p)
+{
+    sl_bufpool_t *pool = &p->x->conn->w->bufs;
+    for (unsigned i = 0; i < p->nout; i++)
+        sl_buf_put(pool, p->out[i]);
+    p->nout = 0;
+}
+
+/* Let go of the upstream connection: back to the pool if reusable, else closed. */
+static void detach(px_t *p, int reusable)
+{
+    sl_upconn_t *u = p->up;
+    if (!u)
+        return;
+    p->up = NULL;
+    u->owner = NULL;
+    __atomic_fetch_sub(&p->server->inflight, 1, __ATOMIC_RELAXED);
+    sl_upconn_release(u, reusable, p->svc->conf->keepalive);
+}
+
+/* Fail before any response byte reached the client: 502/504 JSON. */
+static void fail(px_t *p, int status, const char *msg, int kind)
+{
+    count_error(kind);
+    release_out(p);
+    detach(p, 0);
+    p->state = PX_DONE;
+    sl_exchange_t *x = p->x;
+    if (x->response_started) {
+        /* Part of an answer went out already: the only honest signal left is to cut
+         * the connection, so the client sees a truncated response. */
+        x->status = x->status ? x->status : status;
+        sl_conn_end(x, 0);
+        return;
+    }
+    sl_conn_error(x, status, msg);
+}
+
+static void attach(px_t *p, sl_upconn_t *u)
+{
+    p->up = u;
+    u->owner = p;
+    u->on_timeout = on_timeout;
+    u->requests++;
+    sl_upconn_read(u, up_alloc, up_read);
+}
+
+/* Pick a server and get a connection: a pooled one, or a new one being connected. */
+static void px_connect(px_t *p, int fresh)
+{
+    sl_worker_t *w = p->x->conn->w;
+    if (!p->server) {
+        p->server = p->svc->primary.ops->pick(&p->svc->primary, w->index, p->exclude);
+        if (!p->server) {
+            fail(p, 503, "no server available", E_CONNECT);
+            return;
+        }
+        __atomic_fetch_add(&p->server->inflight, 1, __ATOMIC_RELAXED);
+    }
+    sl_upconn_t *u = fresh ? NULL : sl_upconn_take_idle(w, p->server);
+    if (u) {
+        p->reused = 1;
+        attach(p, u);
+        p->state = PX_SENDING;
+        p->sent_ns = uv_hrtime();
+        px_flush(p);
+        return;
+    }
+    p->reused = 0;
+    int err;
+    u = sl_upconn_connect(w, p->server, p->svc->conf->connect_ms, on_connect, p, &err);
+    if (!u) {
+        __atomic_fetch_sub(&p->server->inflight, 1, __ATOMIC_RELAXED);
+        fail(p, 502, "upstream unreachable", E_CONNECT);
+        return;
+    }
+    p->up = u;
+    u->on_timeout = on_timeout;
+    p->state = PX_CONNECTING;
+}
+
+static void on_connect(sl_upconn_t *u, int status)
+{
+    px_t *p = u->owner;
+    if (!p) { /* the exchange went away meanwhile */
+        sl_upconn_close(u);
+        return;
+    }
+    if (status < 0) {
+        sl_log(SL_LOG_WARN, "upstream %s: connect: %s", p->server->conf->addr.text,
+               uv_strerror(status));
+        fail(p, 502, "upstream unreachable", E_CONNECT);
+        return;
+    }
+    attach(p, u);
+    p->state = PX_SENDING;
+    p->sent_ns = uv_hrtime();
+    px_flush(p);
+}
+
+static void on_timeout(sl_upconn_t *u)
+{
+    px_t *p = u->owner;
+    if (!p) {
+        sl_upconn_close(u);
+        return;
+    }
+    if (p->state == PX_TUNNEL) {
+        detach(p, 0);
+        p->state = PX_DONE;
+        sl_conn_end(p->x, 0);
+        return;
+    }
+    sl_log(SL_LOG_WARN, "upstream %s: %s timeout", p->server->conf->addr.text,
+           p->state == PX_CONNECTING ? "connect" : p->writing ? "send" : "read");
+    fail(p, 504, "upstream timeout", E_TIMEOUT);
+}
+
+static void upwrite_cb(uv_write_t *req, int status)
+{
+    upwrite_t *wr = (upwrite_t *)req;
+    sl_upconn_t *u = wr->u;
+    for (unsigned i = 0; i < wr->nowned; i++)
+        sl_buf_put(&u->w->bufs, wr->owned[i]);
+    free(wr);
+    px_t *p = u->owner;
+    if (!p || u->state == SL_UP_CLOSED)
+        return;
+    p->writing = 0;
+    if (status < 0) {
+        if (!p->got_bytes)
+            fail(p, 502, "upstream write failed", E_RESET);
+        return;
+    }
+    sl_upconn_deadline(u, p->svc->conf->read_ms);
+    if (p->nout)
+        px_flush(p);
+    if (!p->writing && p->client_paused) {
+        p->client_paused = 0;
+        sl_conn_resume(p->x);
+    }
+}
+
+/* Write the queued request bytes upstream: at once if the kernel takes them, else one
+ * queued write (which owns the buffers) at a time. */
+static void px_flush(px_t *p)
+{
+    if (p->state < PX_SENDING || p->writing || !p->nout || !p->up)
+        return;
+    sl_upconn_t *u = p->up;
+    uv_buf_t iov[MAX_OUT];
+    size_t total = 0;
+    for (unsigned i = 0; i < p->nout; i++) {
+        iov[i] = uv_buf_init(p->out[i]->data, p->out[i]->len);
+        total += p->out[i]->len;
+    }
+    int r = uv_try_write((uv_stream_t *)&u->tcp, iov, p->nout);
+    if (r < 0 && r != UV_EAGAIN) {
+        if (p->state == PX_TUNNEL) {
+            detach(p, 0);
+            p->state = PX_DONE;
+            sl_conn_end(p->x, 0);
+            return;
+        }
+        fail(p, 502, "upstream write failed", E_RESET);
+        return;
+    }
+    size_t done = r > 0 ? (size_t)r : 0;
+    if (done == total) {
+        release_out(p);
+        sl_upconn_deadline(u, p->svc->conf->read_ms);
+        if (p->client_paused) { /* body bytes waited for the connection: go on */
+            p->client_paused = 0;
+            sl_conn_resume(p->x);
+        }
+        return;
+    }
+    upwrite_t *wr = malloc(sizeof(*wr));
+    if (!wr) {
+        fail(p, 502, "out of memory", E_RESET);
+        return;
+    }
+    unsigned m = 0;
+    for (unsigned i = 0; i < p->nout; i++) {
+        if (done >= iov[i].len) {
+            done -= iov[i].len;
+            continue;
+        }
+        iov[m++] = uv_buf_init(iov[i].base + done, (unsigned)(iov[i].len - done));
+        done = 0;
+    }
+    wr->u = u;
+    wr->nowned = p->nout;
+    memcpy(wr->owned, p->out, sizeof(p->out[0]) * p->nout);
+    p->nout = 0;
+    if (uv_write(&wr->req, (uv_stream_t *)&u->tcp, iov, m, upwrite_cb) < 0) {
+        for (unsigned i = 0; i < wr->nowned; i++)
+            sl_buf_put(&u->w->bufs, wr->owned[i]);
+        free(wr);
+        fail(p, 502, "upstream write failed", E_RESET);
+        return;
+    }
+    p->writing = 1;
+    sl_upconn_deadline(u, p->svc->conf->send_ms);
+}
+
+/* Append request bytes to the outgoing queue. Returns 0, or SL_ENOMEM. */
+static int out_append(px_t *p, const char *s, size_t n)
+{
+    sl_bufpool_t *pool = &p->x->conn->w->bufs;
+    while (n) {
+        sl_buf_t *b = p->nout ? p->out[p->nout - 1] : NULL;
+        if (!b || b->len == b->size) {
+            if (p->nout == MAX_OUT || !(b = sl_buf_get(pool)))
+                return SL_ENOMEM;
+            p->out[p->nout++] = b;
+        }
+        size_t take = b->size - b->len < n ? b->size - b->len : n;
+        memcpy(b->data + b->len, s, take);
+        b->len += (uint32_t)take;
+        s += take;
+        n -= take;
+    }
+    return 0;
+}
+
+/* ---- request body from the client (conn callbacks) ---- */
+
+static int px_body(sl_exchange_t *x, const char *d, size_t n)
+{
+    px_t *p = PX(x);
+    if (p->state == PX_DONE)
+        return 0; /* answered already; the body is dropped (conn closes after) */
+    int rc = 0;
+    if (p->req_chunked && p->state != PX_TUNNEL) {
+        char line[20];
+        size_t l = hex_line(line, n);
+        rc = out_append(p, line, l);
+        rc = rc ? rc : out_append(p, d, n);
+        rc = rc ? rc : out_append(p, "\r\n", 2);
+    } else {
+        rc = out_append(p, d, n);
+    }
+    if (rc) {
+        fail(p, 502, "out of memory", E_RESET);
+        return 1;
+    }
+    px_flush(p);
+    if (p->state == PX_DONE)
+        return 1;
+    /* Pause the client while a write is queued or bytes wait for the connection:
+     * this is what bounds memory for a fast client and a slow upstream. */
+    if (p->writing || p->nout >= 2 || (p->nout && p->state < PX_SENDING)) {
+        p->client_paused = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static void px_body_end(sl_exchange_t *x)
+{
+    px_t *p = PX(x);
+    if (p->state == PX_TUNNEL) { /* client closed its side of the tunnel */
+        detach(p, 0);
+        p->state = PX_DONE;
+        sl_conn_end(x, 0);
+        return;
+    }
+    p->req_done = 1;
+    if (p->req_chunked && p->state != PX_DONE) {
+        if (out_append(p, "0\r\n\r\n", 5)) {
+            fail(p, 502, "out of memory", E_RESET);
+            return;
+        }
+        px_flush(p);
+    }
+}
+
+static void px_drained(sl_exchange_t *x)
+{
+    px_t *p = PX(x);
+    if (p->up_paused && p->up) {
+        p->up_paused = 0;
+        sl_upconn_read(p->up, up_alloc, up_read);
+    }
+}
+
+static void px_abort(sl_exchange_t *x)
+{
+    px_t *p = PX(x);
+    release_out(p);
+    detach(p, 0);
+    p->state = PX_DONE;
+}
+
+static const sl_exchange_ops_t px_ops = {
+    .body = px_body, .body_end = px_body_end, .drained = px_drained, .abort = px_abort};
+
+/* ---- the response ---- */
+
+static void up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *out)
+{
+    (void)hint;
+    sl_upconn_t *u = h->data;
+    if (!u->rbuf && !(u->rbuf = sl_buf_get(&u->w->bufs))) {
+        out->base = NULL;
+        out->len = 0;
+        return;
+    }
+    out->base = u->rbuf->data + u->rbuf->len;
+    out->len = u->rbuf->size - u->rbuf->len;
+}
+
+/* Finish the exchange: the upstream connection goes back to the pool when the
+ * response was complete and cleanly delimited and the request was fully sent. */
+static void complete(px_t *p)
+{
+    const sl_http_response_t *r = &p->resp;
+    int reusable = p->resp_kind != SL_BODY_EOF && !p->extra && p->req_done && !p->writing &&
+                   !p->nout &&
+                   (r->version == 11 ? !(r->flags & SL_HF_CONN_CLOSE)
+                                     : !!(r->flags & SL_HF_CONN_KEEPALIVE));
+    detach(p, reusable);
+    p->state = PX_DONE;
+    sl_conn_end(p->x, !p->close_after);
+}
+
+/* The client response head, re-serialised from the upstream's. */
+static int build_response_head(px_t *p, wbuf_t *w)
+{
+    sl_exchange_t *x = p->x;
+    const sl_http_response_t *r = &p->resp;
+    int ka = sl_conn_keepalive(x) && !p->close_after;
+    PUTS(w, "HTTP/1.1 ");
+    char st[4] = {(char)('0' + r->status / 100), (char)('0' + r->status / 10 % 10),
+                  (char)('0' + r->status % 10), ' '};
+    put(w, st, 4);
+    put(w, r->reason.p, r->reason.len);
+    PUTS(w, "\r\n");
+    const sl_http_header_t *cl = NULL;
+    for (unsigned i = 0; i < r->nheaders; i++) {
+        const sl_http_header_t *h = &r->headers[i];
+        if (h->hop)
+            continue;
+        if (h->id == SL_H_CONTENT_LENGTH) {
+            cl = h;
+            continue;
+        }
+        put_header(w, h);
+    }
+    if (p->resp_kind == SL_BODY_LENGTH) {
+        PUTS(w, "Content-Length: ");
+        put_dec(w, (uint64_t)r->content_length);
+        PUTS(w, "\r\n");
+    } else if (p->resp_kind == SL_BODY_NONE && cl && r->status != 304 && r->status >= 200) {
+        put_header(w, cl); /* HEAD: the length the GET would have */
+    } else if (p->rechunk) {
+        PUTS(w, "Transfer-Encoding: chunked\r\n");
+    }
+    if (r->status == 101) {
+        const sl_http_header_t *u = sl_http1_find(r->headers, r->nheaders, SL_H_UPGRADE);
+        PUTS(w, "Connection: upgrade\r\nUpgrade: ");
+        if (u)
+            put(w, u->value, u->value_len);
+        PUTS(w, "\r\n");
+    } else if (!ka) {
+        PUTS(w, "Connection: close\r\n");
+    } else if (x->req.version == 10) {
+        PUTS(w, "Connection: keep-alive\r\n");
+    }
+    PUTS(w, "Via: 1.1 sluice\r\n\r\n");
+    return w->overflow ? SL_ETOOBIG : 0;
+}
+
+static void up_eof(px_t *p, ssize_t err)
+{
+    if (p->state == PX_TUNNEL) {
+        detach(p, 0);
+        p->state = PX_DONE;
+        sl_conn_end(p->x, 0);
+        return;
+    }
+    if (!p->head_parsed) {
+        /* Nothing of the answer arrived. A pooled connection the server had just
+         * closed is the usual cause: send the request again on a fresh connection to
+         * the same server, once, when that cannot repeat a side effect. */
+        int idempotent = p->x->req.method_id == SL_M_GET || p->x->req.method_id == SL_M_HEAD ||
+                         p->x->req.method_id == SL_M_OPTIONS;
+        if (p->reused && !p->got_bytes && !p->retried && idempotent && !p->x->bytes_in &&
+            p->x->body_done && !p->writing) {
+            p->retried = 1;
+            count_error(E_RETRY);
+            sl_upconn_t *u = p->up;
+            p->up = NULL;
+            sl_upconn_close(u);
+            sl_buf_t *head = build_request(p);
+            if (!head) {
+                fail(p, 502, "out of memory", E_RESET);
+                return;
+            }
+            release_out(p);
+            p->out[p->nout++] = head;
+            px_connect(p, 1);
+            return;
+        }
+        fail(p, 502, err == UV_EOF ? "upstream closed the connection" : "upstream reset",
+             E_RESET);
+        return;
+    }
+    if (p->resp_kind == SL_BODY_EOF) {
+        /* The body ran to the close, as announced. */
+        if (p->rechunk) {
+            static const char last[] = "0\r\n\r\n";
+            uv_buf_t b = uv_buf_init((char *)last, sizeof(last) - 1);
+            sl_conn_send(p->x, &b, 1, NULL, 0);
+        }
+        complete(p);
+        return;
+    }
+    /* Cut mid-body: the client must see a truncated response, not a complete one. */
+    count_error(E_RESET);
+    detach(p, 0);
+    p->state = PX_DONE;
+    sl_conn_end(p->x, 0);
+}
+
+/* Parse the head in u->rbuf: its length when parsed (the body follows it in the
+ * buffer), 0 when more bytes are needed, -1 when the exchange was failed. 1xx interim
+ * answers are consumed and skipped (the gateway already sent its own 100 Continue). */
+static int parse_head(px_t *p)
+{
+    sl_buf_t *b = p->up->rbuf;
+    for (;;) {
+        int rc = sl_http1_parse_response(b->data, b->len, b->size, &p->scan, &p->resp);
+        if (rc == SL_AGAIN) {
+            if (b->len == b->size) {
+                fail(p, 502, "upstream response head too large", E_BAD_RESPONSE);
+                return -1;
+            }
+            return 0;
+        }
+        if (rc < 0) {
+            sl_log(SL_LOG_WARN, "upstream %s: malformed response", p->server->conf->addr.text);
+            fail(p, 502, "bad response from upstream", E_BAD_RESPONSE);
+            return -1;
+        }
+        if (p->resp.status >= 200 || (p->resp.status == 101 && p->upgrade))
+            return rc;
+        if (p->resp.status == 101) {
+            fail(p, 502, "upstream switched protocols unasked", E_BAD_RESPONSE);
+            return -1;
+        }
+        memmove(b->data, b->data + rc, b->len - (uint32_t)rc);
+        b->len -= (uint32_t)rc;
+        p->scan = 0;
+        if (!b->len)
+            return 0;
+    }
+}
+
+static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    sl_upconn_t *u = s->data;
+    px_t *p = u->owner;
+    if (nread == 0)
+        return;
+    if (!p) {
+        sl_upconn_close(u);
+        return;
+    }
+    if (nread < 0) {
+        up_eof(p, nread);
+        return;
+    }
+    sl_exchange_t *x = p->x;
+    sl_buf_t *b = u->rbuf;
+    b->len += (uint32_t)nread;
+    if (!p->got_bytes) {
+        p->got_bytes = 1;
+        p->first_byte_ns = uv_hrtime();
+    }
+    sl_upconn_deadline(u, p->svc->conf->read_ms);
+
+    if (p->state == PX_TUNNEL) {
+        u->rbuf = NULL;
+        uv_buf_t iov = uv_buf_init(b->data, b->len);
+        if (sl_conn_send(x, &iov, 1, &b, 1)) {
+            p->up_paused = 1;
+            sl_upconn_read_stop(u);
+        }
+        return;
+    }
+
+    uv_buf_t iov[MAX_IOV];
+    unsigned n = 0;
+    sl_buf_t *hb = NULL;
+    char *framing = NULL; /* chunk-size lines are written into hb after the head */
+    size_t pos = 0;       /* first body byte in b */
+    if (!p->head_parsed) {
+        int rc = parse_head(p);
+        if (rc <= 0)
+            return;
+        pos = (size_t)rc;
+        p->head_parsed = 1;
+        x->status = p->resp.status;
+        p->resp_kind = (uint8_t)sl_http1_response_body(&p->resp, x->req.method_id);
+        if (p->resp.status == 101)
+            p->resp_kind = SL_BODY_NONE;
+        p->resp_left = p->resp.content_length;
+        if (p->resp_kind == SL_BODY_CHUNKED || p->resp_kind == SL_BODY_EOF) {
+            if (x->req.version == 11)
+                p->rechunk = 1;
+            else
+                p->close_after = 1; /* HTTP/1.0 client: the close delimits the body */
+        }
+        hb = sl_buf_get(&u->w->bufs);
+        if (!hb) {
+            fail(p, 502, "out of memory", E_RESET);
+            return;
+        }
+        wbuf_t w = {hb->data, hb->data + hb->size, 0};
+        if (build_response_head(p, &w)) {
+            sl_buf_put(&u->w->bufs, hb);
+            fail(p, 502, "upstream response head too large", E_BAD_RESPONSE);
+            return;
+        }
+        hb->len = (uint32_t)(w.p - hb->data);
+        iov[n++] = uv_buf_init(hb->data, hb->len);
+        framing = hb->data + hb->len;
+        if (p->resp.status == 101) {
+            /* Switch both sides to a raw tunnel; bytes already read follow the head. */
+            p->state = PX_TUNNEL;
+            u->rbuf = NULL;
+            sl_buf_t *own[2] = {hb, b};
+            if (b->len > pos)
+                iov[n++] = uv_buf_init(b->data + pos, b->len - (unsigned)pos);
+            sl_conn_send(x, iov, n, own, 2);
+            sl_conn_tunnel(x);
+            return;
+        }
+    }
+    if (!hb) {
+        hb = sl_buf_get(&u->w->bufs); /* framing scratch for re-chunking */
+        if (!hb) {
+            fail(p, 502, "out of memory", E_RESET);
+            return;
+        }
+        framing = hb->data;
+    }
+    char *fend = hb->data + hb->size;
+    int done = 0;
+    switch (p->resp_kind) {
+    case SL_BODY_NONE:
+        done = 1;
+        p->extra = pos < b->len;
+        break;
+    case SL_BODY_LENGTH: {
+        size_t avail = b->len - pos;
+        size_t take = avail < (uint64_t)p->resp_left ? avail : (size_t)p->resp_left;
+        if (take)
+            iov[n++] = uv_buf_init(b->data + pos, (unsigned)take);
+        p->resp_left -= (int64_t)take;
+        if (p->resp_left == 0) {
+            done = 1;
+            p->extra = take < avail;
+        }
+        break;
+    }
+    case SL_BODY_EOF:
+        if (b->len > pos) {
+            if (p->rechunk) {
+                size_t l = hex_line(framing, b->len - pos);
+                iov[n++] = uv_buf_init(framing, (unsigned)l);
+                framing += l;
+            }
+            iov[n++] = uv_buf_init(b->data + pos, b->len - (unsigned)pos);
+            if (p->rechunk)
+                iov[n++] = uv_buf_init((char *)"\r\n", 2);
+        }
+        break;
+    case SL_BODY_CHUNKED:
+        while (pos < b->len && !p->rch.done) {
+            size_t off = 0, dlen = 0;
+            int64_t c = sl_http1_chunked_decode(&p->rch, b->data + pos, b->len - pos, &off, &dlen);
+            if (c < 0) {
+                /* Framing is lost. Earlier batches may still reference hb and b: hand
+                 * them to conn, which frees them after those writes. Then answer 502
+                 * if nothing went out yet, else cut the response (fail decides). */
+                sl_buf_t *own[2] = {hb, b};
+                u->rbuf = NULL;
+                sl_conn_send(x, NULL, 0, own, 2);
+                sl_log(SL_LOG_WARN, "upstream %s: bad chunked body", p->server->conf->addr.text);
+                fail(p, 502, "bad response from upstream", E_BAD_RESPONSE);
+                return;
+            }
+            if (dlen) {
+                if (n + 3 > MAX_IOV || fend - framing < 20) {
+                    /* Flush this batch; the buffers stay owned by the last send below,
+                     * which completes after this one. */
+                    sl_conn_send(x, iov, n, NULL, 0);
+                    n = 0;
+                }
+                if (p->rechunk) {
+                    size_t l = hex_line(framing, dlen);
+                    iov[n++] = uv_buf_init(framing, (unsigned)l);
+                    framing += l;
+                }
+                iov[n++] = uv_buf_init(b->data + pos + off, (unsigned)dlen);
+                if (p->rechunk)
+                    iov[n++] = uv_buf_init((char *)"\r\n", 2);
+            }
+            pos += (size_t)c;
+        }
+        if (p->rch.done) {
+            done = 1;
+            p->extra = pos < b->len;
+            if (p->rechunk) {
+                if (n + 1 > MAX_IOV) {
+                    sl_conn_send(x, iov, n, NULL, 0);
+                    n = 0;
+                }
+                iov[n++] = uv_buf_init((char *)"0\r\n\r\n", 5);
+            }
+        }
+        break;
+    }
+    u->rbuf = NULL; /* ownership of b (and hb) passes to conn with the send */
+    sl_buf_t *own[2] = {hb, b};
+    int congested = sl_conn_send(x, iov, n, own, 2);
+    if (done) {
+        complete(p);
+        return;
+    }
+    if (congested) {
+        p->up_paused = 1;
+        sl_upconn_read_stop(u);
+    }
+}
+
+void sl_proxy_start(sl_exchange_t *x, sl_service_t *svc)
+{
+    px_t *p = PX(x);
+    p->x = x;
+    p->svc = svc;
+    x->ops = &px_ops;
+    const sl_http_request_t *r = &x->req;
+    p->upgrade = (r->flags & (SL_HF_UPGRADE | SL_HF_CONN_UPGRADE)) ==
+                     (SL_HF_UPGRADE | SL_HF_CONN_UPGRADE) &&
+                 r->version == 11;
+    p->req_done = x->body_done;
+    p->server = NULL;
+    p->server = svc->primary.ops->pick(&svc->primary, x->conn->w->index, 0);
+    if (!p->server) {
+        p->state = PX_DONE;
+        sl_conn_error(x, 503, "no server available");
+        return;
+    }
+    __atomic_fetch_add(&p->server->inflight, 1, __ATOMIC_RELAXED);
+    sl_buf_t *head = build_request(p);
+    if (!head) {
+        __atomic_fetch_sub(&p->server->inflight, 1, __ATOMIC_RELAXED);
+        p->state = PX_DONE;
+        sl_conn_error(x, 431, "request header fields too large");
+        return;
+    }
+    p->out[p->nout++] = head;
+    px_connect(p, 0);
+}

@@ -1,0 +1,30 @@
+/* proxy.h - forwarding one exchange to a server of a service and streaming the answer.
+ * Owns: the upstream request (re-serialised: request line, end-to-end headers, proxy
+ * headers, framing of its own), the upstream response (parsed, hop-by-hop fields
+ * dropped, re-framed for the client), timeouts, 502/504 answers, WebSocket tunnels.
+ * It never forwards bytes whose framing it did not determine (DESIGN §6).
+ * Worker loop only; never blocks. */
+#ifndef SL_PROXY_H
+#define SL_PROXY_H
+
+#include "../http/conn.h"
+#include "upstream.h"
+
+/* Per-exchange proxy state size (the conn handler_size). */
+size_t sl_proxy_state_size(void);
+
+/* Forward x to svc. x->route must be set. Always ends x eventually (answer or abort). */
+void sl_proxy_start(sl_exchange_t *x, sl_service_t *svc);
+
+/* Server the exchange was sent to (NULL if none yet), for the access log. */
+const sl_server_t *sl_proxy_server(const sl_exchange_t *x);
+/* Time from sending to the first response byte, microseconds (0 if none). */
+uint64_t sl_proxy_upstream_us(const sl_exchange_t *x);
+
+/* Proxy counters (summed over workers at scrape). */
+typedef struct sl_proxy_stats {
+    uint64_t timeouts, unreachable, bad_responses, retried_stale;
+} sl_proxy_stats_t;
+extern __thread sl_proxy_stats_t sl_proxy_stats;
+
+#endif
