@@ -31,6 +31,8 @@ static void tick_cb(uv_timer_t *h)
 int sl_timers_init(sl_timers_t *ts, uv_loop_t *loop)
 {
     ts->loop = loop;
+    ts->on_tick = NULL;
+    ts->data = NULL;
     ts->head.next = ts->head.prev = &ts->head;
     ts->head.deadline = 0;
     int rc = uv_timer_init(loop, &ts->tick);
