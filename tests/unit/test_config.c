@@ -1,0 +1,957 @@
+/* test_config.c - unit tests for the configuration loader (src/core/config.c).
+ * Every error test checks the exact message and its line:col, because both are the
+ * public contract of `sluice -t`. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../src/core/config.h"
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+static sl_config_t *load(const char *yaml, sl_config_errors_t *errs)
+{
+    return sl_config_load_mem("test.yaml", yaml, strlen(yaml), errs);
+}
+
+/* Loads yaml, which must succeed. */
+static sl_config_t *load_ok(const char *yaml)
+{
+    sl_config_errors_t errs;
+    sl_config_t *cfg = load(yaml, &errs);
+    for (int i = 0; i < errs.n; i++)
+        print_error("unexpected error %d:%d: %s\n", errs.e[i].line, errs.e[i].col, errs.e[i].msg);
+    assert_non_null(cfg);
+    assert_int_equal(errs.n, 0);
+    return cfg;
+}
+
+/* Loads yaml, which must fail with exactly one error: msg at line:col. */
+static void expect_error(const char *yaml, int line, int col, const char *msg)
+{
+    sl_config_errors_t errs;
+    sl_config_t *cfg = load(yaml, &errs);
+    bool same = errs.n == 1 && errs.e[0].line == line && errs.e[0].col == col &&
+                strcmp(errs.e[0].msg, msg) == 0;
+    for (int i = 0; !same && i < errs.n; i++)
+        print_error("got %d:%d: %s\n", errs.e[i].line, errs.e[i].col, errs.e[i].msg);
+    sl_config_free(cfg);
+    assert_null(cfg);
+    assert_int_equal(errs.n, 1);
+    assert_int_equal(errs.dropped, 0);
+    assert_string_equal(errs.e[0].msg, msg);
+    assert_int_equal(errs.e[0].line, line);
+    assert_int_equal(errs.e[0].col, col);
+}
+
+/* A valid service block, to put in front of route tests. */
+#define SVC "services:\n  blog:\n    servers: [{address: 127.0.0.1:8000}]\n"
+
+static const char *addr_ip(const sl_addr_t *a, char *buf, size_t size)
+{
+    if (a->ss.ss_family == AF_INET)
+        return inet_ntop(AF_INET, &((const struct sockaddr_in *)&a->ss)->sin_addr, buf,
+                         (socklen_t)size);
+    return inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&a->ss)->sin6_addr, buf,
+                     (socklen_t)size);
+}
+
+static unsigned addr_port(const sl_addr_t *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+}
+
+static void assert_addr(const sl_addr_t *a, int family, const char *ip, unsigned port,
+                        const char *text)
+{
+    char buf[INET6_ADDRSTRLEN];
+    assert_int_equal(a->ss.ss_family, family);
+    assert_int_equal(a->len,
+                     family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+    assert_string_equal(addr_ip(a, buf, sizeof(buf)), ip);
+    assert_int_equal(addr_port(a), port);
+    assert_string_equal(a->text, text);
+}
+
+/* ---- valid configurations ------------------------------------------------------------ */
+
+static const char full_yaml[] =
+    "# every key this build accepts\n"
+    "listen:\n"
+    "  - 127.0.0.1:8080\n"
+    "  - \"[::1]:8443\"\n"
+    "  - { address: \"*:9000\" }\n"
+    "workers: 4\n"
+    "admin: { listen: 127.0.0.1:9911, token_env: SLUICE_ADMIN_TOKEN }\n"
+    "limits:\n"
+    "  max_connections: 2000\n"
+    "  header_timeout: 5s\n"
+    "  idle_timeout: 2m\n"
+    "  max_header_bytes: 32k\n"
+    "  max_body_bytes: 1g\n"
+    "  shutdown_timeout: 0\n"
+    "access_log: /var/log/sluice/access.log\n"
+    "services:\n"
+    "  blog:\n"
+    "    balance: round_robin\n"
+    "    keepalive: 0\n"
+    "    timeouts: { connect: 500ms, send: 30s, read: 1h }\n"
+    "    retries: 2\n"
+    "    servers:\n"
+    "      - { address: 127.0.0.1:8000, weight: 3, max_fails: 0, fail_timeout: 30s }\n"
+    "      - { address: \"[::1]:8001\" }\n"
+    "  shop_v2-eu:\n"
+    "    servers:\n"
+    "      - address: 10.0.0.7:80\n"
+    "        weight: \"1000\"\n"
+    "routes:\n"
+    "  - match: { path_prefix: /api/blog/customer-review, methods: [POST, PUT] }\n"
+    "    service: blog\n"
+    "  - match:\n"
+    "      path_prefix: /shop\n"
+    "      host: Shop.Example.com\n"
+    "      methods: [GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, CONNECT, TRACE]\n"
+    "    service: shop_v2-eu\n"
+    "  - match: { path_prefix: / }\n"
+    "    service: blog\n";
+
+static void test_full_config(void **state)
+{
+    (void)state;
+    sl_config_t *cfg = load_ok(full_yaml);
+
+    assert_string_equal(cfg->path, "test.yaml");
+    assert_int_equal(cfg->nlisten, 3);
+    assert_addr(&cfg->listen[0], AF_INET, "127.0.0.1", 8080, "127.0.0.1:8080");
+    assert_addr(&cfg->listen[1], AF_INET6, "::1", 8443, "[::1]:8443");
+    assert_addr(&cfg->listen[2], AF_INET, "0.0.0.0", 9000, "*:9000");
+    assert_int_equal(cfg->workers, 4);
+    assert_addr(&cfg->admin_listen, AF_INET, "127.0.0.1", 9911, "127.0.0.1:9911");
+    assert_int_equal(cfg->admin_enabled, 1);
+    assert_string_equal(cfg->admin_token_env, "SLUICE_ADMIN_TOKEN");
+
+    assert_int_equal(cfg->limits.max_connections, 2000);
+    assert_int_equal(cfg->limits.header_timeout_ms, 5000);
+    assert_int_equal(cfg->limits.idle_timeout_ms, 120000);
+    assert_int_equal(cfg->limits.max_header_bytes, 32 * 1024);
+    assert_int_equal(cfg->limits.max_body_bytes, 1024ull * 1024 * 1024);
+    assert_int_equal(cfg->limits.shutdown_timeout_ms, 0);
+    assert_string_equal(cfg->access_log, "/var/log/sluice/access.log");
+
+    assert_int_equal(cfg->nservices, 2);
+    sl_service_conf_t *blog = &cfg->services[0];
+    assert_string_equal(blog->name, "blog");
+    assert_int_equal(blog->balance, SL_BALANCE_ROUND_ROBIN);
+    assert_int_equal(blog->keepalive, 0);
+    assert_int_equal(blog->connect_ms, 500);
+    assert_int_equal(blog->send_ms, 30000);
+    assert_int_equal(blog->read_ms, 3600000);
+    assert_int_equal(blog->retries, 2);
+    assert_int_equal(blog->line, 17);
+    assert_int_equal(blog->col, 3);
+    assert_int_equal(blog->nservers, 2);
+    assert_addr(&blog->servers[0].addr, AF_INET, "127.0.0.1", 8000, "127.0.0.1:8000");
+    assert_int_equal(blog->servers[0].weight, 3);
+    assert_int_equal(blog->servers[0].max_fails, 0);
+    assert_int_equal(blog->servers[0].fail_timeout_ms, 30000);
+    assert_addr(&blog->servers[1].addr, AF_INET6, "::1", 8001, "[::1]:8001");
+    assert_int_equal(blog->servers[1].weight, 1);
+    assert_int_equal(blog->servers[1].max_fails, 1);
+    assert_int_equal(blog->servers[1].fail_timeout_ms, 10000);
+
+    sl_service_conf_t *shop = &cfg->services[1];
+    assert_string_equal(shop->name, "shop_v2-eu");
+    assert_int_equal(shop->line, 25);
+    assert_int_equal(shop->keepalive, 32);
+    assert_int_equal(shop->nservers, 1);
+    assert_addr(&shop->servers[0].addr, AF_INET, "10.0.0.7", 80, "10.0.0.7:80");
+    assert_int_equal(shop->servers[0].weight, 1000);
+
+    assert_int_equal(cfg->nroutes, 3);
+    sl_route_conf_t *r = cfg->routes;
+    assert_string_equal(r[0].path_prefix, "/api/blog/customer-review");
+    assert_int_equal(r[0].path_prefix_len, strlen("/api/blog/customer-review"));
+    assert_null(r[0].host);
+    assert_int_equal(r[0].methods, SL_METHOD_BIT(SL_M_POST) | SL_METHOD_BIT(SL_M_PUT));
+    assert_string_equal(r[0].service, "blog");
+    assert_int_equal(r[0].service_index, 0);
+    assert_int_equal(r[0].line, 30);
+    assert_int_equal(r[0].col, 5);
+
+    assert_string_equal(r[1].path_prefix, "/shop");
+    assert_string_equal(r[1].host, "Shop.Example.com");
+    uint32_t all = 0;
+    for (int m = SL_M_GET; m < SL_M__COUNT; m++)
+        all |= SL_METHOD_BIT(m);
+    assert_int_equal(r[1].methods, all);
+    assert_string_equal(r[1].service, "shop_v2-eu");
+    assert_int_equal(r[1].service_index, 1);
+    assert_int_equal(r[1].line, 32);
+
+    assert_string_equal(r[2].path_prefix, "/");
+    assert_int_equal(r[2].path_prefix_len, 1);
+    assert_int_equal(r[2].methods, 0);
+    assert_int_equal(r[2].service_index, 0);
+    assert_int_equal(r[2].line, 37);
+    sl_config_free(cfg);
+}
+
+static void check_defaults(const sl_config_t *cfg)
+{
+    assert_int_equal(cfg->nlisten, 1);
+    assert_addr(&cfg->listen[0], AF_INET, "127.0.0.1", 8080, "127.0.0.1:8080");
+    assert_int_equal(cfg->workers, 0);
+    assert_addr(&cfg->admin_listen, AF_INET, "127.0.0.1", 9901, "127.0.0.1:9901");
+    assert_int_equal(cfg->admin_enabled, 1);
+    assert_null(cfg->admin_token_env);
+    assert_int_equal(cfg->limits.max_connections, 10000);
+    assert_int_equal(cfg->limits.header_timeout_ms, 10000);
+    assert_int_equal(cfg->limits.idle_timeout_ms, 60000);
+    assert_int_equal(cfg->limits.max_header_bytes, 16384);
+    assert_int_equal(cfg->limits.max_body_bytes, 10 * 1024 * 1024);
+    assert_int_equal(cfg->limits.shutdown_timeout_ms, 30000);
+    assert_null(cfg->access_log);
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    /* An empty mapping is a valid configuration: no routes, everything answers 404. */
+    sl_config_t *cfg = load_ok("{}\n");
+    check_defaults(cfg);
+    assert_int_equal(cfg->nservices, 0);
+    assert_int_equal(cfg->nroutes, 0);
+    assert_null(cfg->services);
+    assert_null(cfg->routes);
+    sl_config_free(cfg);
+
+    /* Service, server and route defaults; empty nested mappings keep the defaults. */
+    cfg = load_ok(SVC "admin: {}\nlimits: {}\nroutes:\n  - match: {path_prefix: /}\n"
+                      "    service: blog\n");
+    check_defaults(cfg);
+    assert_int_equal(cfg->nservices, 1);
+    const sl_service_conf_t *s = &cfg->services[0];
+    assert_int_equal(s->balance, SL_BALANCE_ROUND_ROBIN);
+    assert_int_equal(s->keepalive, 32);
+    assert_int_equal(s->connect_ms, 5000);
+    assert_int_equal(s->send_ms, 60000);
+    assert_int_equal(s->read_ms, 60000);
+    assert_int_equal(s->retries, 0);
+    assert_int_equal(s->servers[0].weight, 1);
+    assert_int_equal(s->servers[0].max_fails, 1);
+    assert_int_equal(s->servers[0].fail_timeout_ms, 10000);
+    assert_int_equal(cfg->routes[0].methods, 0);
+    assert_null(cfg->routes[0].host);
+    assert_int_equal(cfg->routes[0].service_index, 0);
+    sl_config_free(cfg);
+
+    /* Services without routes are fine too. */
+    cfg = load_ok(SVC);
+    assert_int_equal(cfg->nroutes, 0);
+    sl_config_free(cfg);
+}
+
+static void test_listen_forms(void **state)
+{
+    (void)state;
+    sl_config_t *cfg = load_ok("listen: 0.0.0.0:80\n");
+    assert_int_equal(cfg->nlisten, 1);
+    assert_addr(&cfg->listen[0], AF_INET, "0.0.0.0", 80, "0.0.0.0:80");
+    sl_config_free(cfg);
+
+    cfg = load_ok("listen: \":8080\"\n");
+    assert_addr(&cfg->listen[0], AF_INET, "0.0.0.0", 8080, ":8080");
+    sl_config_free(cfg);
+
+    cfg = load_ok("listen: {address: \"[::]:443\"}\n");
+    assert_int_equal(cfg->nlisten, 1);
+    assert_addr(&cfg->listen[0], AF_INET6, "::", 443, "[::]:443");
+    sl_config_free(cfg);
+
+    cfg = load_ok("listen:\n  - address: 10.1.2.3:81\n  - 10.1.2.3:82\n");
+    assert_int_equal(cfg->nlisten, 2);
+    assert_addr(&cfg->listen[0], AF_INET, "10.1.2.3", 81, "10.1.2.3:81");
+    assert_addr(&cfg->listen[1], AF_INET, "10.1.2.3", 82, "10.1.2.3:82");
+    sl_config_free(cfg);
+}
+
+static void test_scalar_forms(void **state)
+{
+    (void)state;
+    /* Integers bare or quoted; "auto"; the access_log words; anchors and aliases. */
+    sl_config_t *cfg = load_ok("workers: auto\naccess_log: stderr\n"
+                               "limits: {max_connections: '7', max_body_bytes: 0}\n");
+    assert_int_equal(cfg->workers, 0);
+    assert_string_equal(cfg->access_log, "stderr");
+    assert_int_equal(cfg->limits.max_connections, 7);
+    assert_int_equal(cfg->limits.max_body_bytes, 0);
+    sl_config_free(cfg);
+
+    cfg = load_ok("workers: \"256\"\naccess_log: \"off\"\n");
+    assert_int_equal(cfg->workers, 256);
+    assert_null(cfg->access_log);
+    sl_config_free(cfg);
+
+    cfg = load_ok(SVC "routes:\n  - &r\n    match: {path_prefix: /a, host: h}\n"
+                      "    service: blog\n  - *r\n");
+    assert_int_equal(cfg->nroutes, 2);
+    assert_string_equal(cfg->routes[1].path_prefix, "/a");
+    assert_string_equal(cfg->routes[1].host, "h");
+    assert_int_equal(cfg->routes[1].service_index, 0);
+    assert_ptr_not_equal(cfg->routes[0].host, cfg->routes[1].host);
+    sl_config_free(cfg);
+
+    cfg = load_ok(SVC "routes:\n  - match: {path_prefix: /, host: \"[2001:db8::1]\"}\n"
+                      "    service: blog\n");
+    assert_string_equal(cfg->routes[0].host, "[2001:db8::1]");
+    sl_config_free(cfg);
+}
+
+/* ---- unit parsers -------------------------------------------------------------------- */
+
+static int dur(const char *s, uint64_t *out)
+{
+    return sl_parse_duration(s, strlen(s), out);
+}
+
+static void test_parse_duration(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        uint64_t ms;
+    } ok[] = {
+        {"0", 0},
+        {"30", 30000},
+        {"500ms", 500},
+        {"0ms", 0},
+        {"10s", 10000},
+        {"5m", 300000},
+        {"1h", 3600000},
+        {"1d", 86400000},
+        {"007s", 7000},
+        {"18446744073709551615ms", UINT64_MAX},
+        {"213503982334d", 213503982334ull * 86400000ull},
+    };
+    static const char *const bad[] = {
+        "",
+        "s",
+        "ms",
+        "-1s",
+        "+1s",
+        "1.5s",
+        "1 s",
+        " 1s",
+        "1s ",
+        "1S",
+        "1sec",
+        "1x",
+        "1hm",
+        "1h30m",
+        "0x10",
+        "1e3",
+        "18446744073709551616ms",
+        "18446744073709552s",
+        "213503982335d",
+        "1mss",
+    };
+    uint64_t v;
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        v = 12345;
+        assert_int_equal(dur(ok[i].in, &v), 0);
+        assert_int_equal(v, ok[i].ms);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = 12345;
+        if (dur(bad[i], &v) != SL_EINVAL)
+            fail_msg("duration \"%s\" accepted", bad[i]);
+        assert_int_equal(v, 12345); /* untouched on failure */
+    }
+    /* Length-bounded: bytes after len are not read. */
+    assert_int_equal(sl_parse_duration("10sXYZ", 3, &v), 0);
+    assert_int_equal(v, 10000);
+    assert_int_equal(sl_parse_duration("10s", 0, &v), SL_EINVAL);
+    assert_int_equal(sl_parse_duration("1\0s", 3, &v), SL_EINVAL);
+}
+
+static void test_parse_size(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        uint64_t bytes;
+    } ok[] = {
+        {"0", 0},
+        {"512", 512},
+        {"512b", 512},
+        {"512B", 512},
+        {"16k", 16384},
+        {"16K", 16384},
+        {"16kb", 16384},
+        {"16KB", 16384},
+        {"16Kb", 16384},
+        {"10m", 10485760},
+        {"10M", 10485760},
+        {"1g", 1073741824},
+        {"1GB", 1073741824},
+        {"17179869183g", 17179869183ull << 30},
+        {"18446744073709551615", UINT64_MAX},
+    };
+    static const char *const bad[] = {
+        "",          "k",   "b",    "kb",   "-1",           "+1",
+        "1.5k",      "1 k", " 1k",  "1k ",  "1t",           "1kk",
+        "1bb",       "1bk", "1kbb", "0x10", "17179869184g", "18446744073709551616",
+        "16777216t", "1e3",
+    };
+    uint64_t v;
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        v = 12345;
+        if (sl_parse_size(ok[i].in, strlen(ok[i].in), &v) != 0)
+            fail_msg("size \"%s\" rejected", ok[i].in);
+        assert_int_equal(v, ok[i].bytes);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = 12345;
+        if (sl_parse_size(bad[i], strlen(bad[i]), &v) != SL_EINVAL)
+            fail_msg("size \"%s\" accepted", bad[i]);
+        assert_int_equal(v, 12345);
+    }
+    assert_int_equal(sl_parse_size("16kXYZ", 3, &v), 0);
+    assert_int_equal(v, 16384);
+}
+
+static void test_parse_addr(void **state)
+{
+    (void)state;
+    sl_addr_t a;
+    static const struct {
+        const char *in;
+        int family;
+        const char *ip;
+        unsigned port;
+    } ok[] = {
+        {"127.0.0.1:80", AF_INET, "127.0.0.1", 80},
+        {"0.0.0.0:65535", AF_INET, "0.0.0.0", 65535},
+        {"255.255.255.255:1", AF_INET, "255.255.255.255", 1},
+        {"*:8080", AF_INET, "0.0.0.0", 8080},
+        {":8080", AF_INET, "0.0.0.0", 8080},
+        {"[::1]:443", AF_INET6, "::1", 443},
+        {"[::]:80", AF_INET6, "::", 80},
+        {"[2001:db8::1]:8443", AF_INET6, "2001:db8::1", 8443},
+        {"[::ffff:10.0.0.1]:80", AF_INET6, "::ffff:10.0.0.1", 80},
+    };
+    static const char *const bad[] = {
+        "",
+        "127.0.0.1",
+        "127.0.0.1:",
+        "127.0.0.1:0",
+        "127.0.0.1:65536",
+        "127.0.0.1:99999",
+        "127.0.0.1:+80",
+        "127.0.0.1:-80",
+        "127.0.0.1:080",
+        "127.0.0.1:80x",
+        "127.0.0.1:8 0",
+        "127.0.0.1: 80",
+        " 127.0.0.1:80",
+        "127.0.0.1:80 ",
+        "127.0.0.1:80:81",
+        "127.0.0:80",
+        "127.0.0.256:80",
+        "1.2.3.4.5:80",
+        "localhost:80",
+        "example.com:443",
+        "::1:80",
+        "[::1]",
+        "[::1]:",
+        "[::1]80",
+        "[::1:80",
+        "::1]:80",
+        "[127.0.0.1]:80",
+        "[fe80::1%eth0]:80",
+        "[::1]:0",
+        "[]:80",
+        "**:80",
+        "1234567890123456789012345678901234567890123456789012345678901234:80",
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        memset(&a, 0xAA, sizeof(a));
+        if (sl_parse_addr(ok[i].in, strlen(ok[i].in), &a) != 0)
+            fail_msg("address \"%s\" rejected", ok[i].in);
+        assert_addr(&a, ok[i].family, ok[i].ip, ok[i].port, ok[i].in);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&a, 0xAA, sizeof(a));
+        if (sl_parse_addr(bad[i], strlen(bad[i]), &a) != SL_EINVAL)
+            fail_msg("address \"%s\" accepted", bad[i]);
+        assert_int_equal(a.len, 0xAAAAAAAAu); /* untouched on failure */
+    }
+    /* Length-bounded and NUL-safe. */
+    assert_int_equal(sl_parse_addr("1.2.3.4:80999", 10, &a), 0);
+    assert_string_equal(a.text, "1.2.3.4:80");
+    assert_int_equal(sl_parse_addr("1.2.3.4:8\0", 10, &a), SL_EINVAL);
+    /* The longest text that fits: 63 bytes. */
+    const char *longest = "[0000:0000:0000:0000:0000:0000:0000:0001]:65535";
+    assert_int_equal(sl_parse_addr(longest, strlen(longest), &a), 0);
+    assert_string_equal(a.text, longest);
+}
+
+/* ---- errors -------------------------------------------------------------------------- */
+
+static void test_unknown_key(void **state)
+{
+    (void)state;
+    expect_error("listn: 127.0.0.1:8080\n", 1, 1, "unknown key \"listn\" in top level");
+    expect_error("limits:\n  max_conections: 5\n", 2, 3,
+                 "unknown key \"max_conections\" in limits");
+    expect_error("services:\n  blog:\n    servers: [{address: 1.2.3.4:80, wieght: 2}]\n", 3, 37,
+                 "unknown key \"wieght\" in services.blog.servers[0]");
+    expect_error(SVC "routes:\n  - match: {path_prefix: /, method: [GET]}\n    service: blog\n", 5,
+                 29, "unknown key \"method\" in routes[0].match");
+    expect_error("admin: {listen: 127.0.0.1:1, token: X}\n", 1, 30,
+                 "unknown key \"token\" in admin");
+    expect_error("\"a\\nb\": 1\n", 1, 1, "unknown key \"a\\x0ab\" in top level");
+    expect_error("? [a]\n: 1\n", 1, 3, "keys in top level must be plain names, got a list");
+}
+
+static void test_wrong_types(void **state)
+{
+    (void)state;
+    expect_error("- a\n- b\n", 1, 1, "top level: expected a mapping, got a list");
+    expect_error("just a string\n", 1, 1, "top level: expected a mapping, got \"just a string\"");
+    expect_error("admin: [1]\n", 1, 8, "admin: expected a mapping, got a list");
+    expect_error("limits:\n", 1, 8, "limits: expected a mapping, got an empty value");
+    expect_error("services: [blog]\n", 1, 11, "services: expected a mapping, got a list");
+    expect_error("services:\n  blog: 1.2.3.4:80\n", 2, 9,
+                 "services.blog: expected a mapping, got \"1.2.3.4:80\"");
+    expect_error("routes: {a: 1}\n", 1, 9, "routes: expected a list, got a mapping");
+    expect_error(SVC "routes: [blog]\n", 4, 10, "routes[0]: expected a mapping, got \"blog\"");
+    expect_error("workers: [1]\n", 1, 10, "workers: expected an integer, got a list");
+    expect_error("access_log: {a: 1}\n", 1, 13, "access_log: expected a string, got a mapping");
+    expect_error("access_log: ~\n", 1, 13, "access_log: expected a string, got an empty value");
+    expect_error("limits: {idle_timeout: [1s]}\n", 1, 24,
+                 "limits.idle_timeout: expected a duration, got a list");
+    expect_error("listen: [[1.2.3.4:80]]\n", 1, 10, "listen[0]: expected an address, got a list");
+    expect_error(SVC "routes:\n  - match: {path_prefix: /, methods: GET}\n    service: blog\n", 5,
+                 38, "routes[0].match.methods: expected a list, got \"GET\"");
+    expect_error(SVC "routes:\n  - match: /\n    service: blog\n", 5, 12,
+                 "routes[0].match: expected a mapping, got \"/\"");
+}
+
+static void test_bad_values(void **state)
+{
+    (void)state;
+    expect_error("services:\n  blog:\n    timeouts: {connect: 5x}\n"
+                 "    servers: [{address: 1.2.3.4:80}]\n",
+                 3, 25,
+                 "services.blog.timeouts.connect: bad duration \"5x\" "
+                 "(expected e.g. 500ms, 10s, 5m)");
+    expect_error("services:\n  blog:\n    timeouts: {read: 0s}\n"
+                 "    servers: [{address: 1.2.3.4:80}]\n",
+                 3, 22, "services.blog.timeouts.read: must be greater than 0");
+    expect_error("limits: {header_timeout: 366d}\n", 1, 26,
+                 "limits.header_timeout: must be at most 365d");
+    expect_error("workers: 0\n", 1, 10, "workers: 0 is out of range (1..256 or auto)");
+    expect_error("workers: 257\n", 1, 10, "workers: 257 is out of range (1..256 or auto)");
+    expect_error("workers: four\n", 1, 10,
+                 "workers: bad number \"four\" (expected an integer 1..256 or auto)");
+    expect_error("limits: {max_connections: 10000001}\n", 1, 27,
+                 "limits.max_connections: 10000001 is out of range (1..10000000)");
+    expect_error("limits: {max_connections: 1e6}\n", 1, 27,
+                 "limits.max_connections: bad number \"1e6\" (expected an integer 1..10000000)");
+    expect_error("limits: {max_header_bytes: 512}\n", 1, 28,
+                 "limits.max_header_bytes: \"512\" is out of range (1k..1m)");
+    expect_error("limits: {max_header_bytes: 2m}\n", 1, 28,
+                 "limits.max_header_bytes: \"2m\" is out of range (1k..1m)");
+    expect_error("limits: {max_body_bytes: 10 MB}\n", 1, 26,
+                 "limits.max_body_bytes: bad size \"10 MB\" (expected e.g. 512, 16k, 10m, 1g)");
+    expect_error("listen: localhost:80\n", 1, 9,
+                 "listen: bad address \"localhost:80\": host names are not accepted (resolving "
+                 "would block); use an IP address");
+    expect_error("admin: {listen: 127.0.0.1:0}\n", 1, 17,
+                 "admin.listen: bad address \"127.0.0.1:0\" (expected IPv4:port, [IPv6]:port or "
+                 "*:port)");
+    expect_error("admin: {token_env: 1TOKEN}\n", 1, 20,
+                 "admin.token_env: \"1TOKEN\" is not a valid environment variable name");
+    expect_error("services:\n  blog:\n    keepalive: 10001\n"
+                 "    servers: [{address: 1.2.3.4:80}]\n",
+                 3, 16, "services.blog.keepalive: 10001 is out of range (0..10000)");
+    expect_error("services:\n  blog:\n    retries: 11\n"
+                 "    servers: [{address: 1.2.3.4:80}]\n",
+                 3, 14, "services.blog.retries: 11 is out of range (0..10)");
+    expect_error("services:\n  blog:\n    servers: [{address: 1.2.3.4:80, weight: 0}]\n", 3, 45,
+                 "services.blog.servers[0].weight: 0 is out of range (1..1000)");
+    expect_error("services:\n  blog:\n    servers: [{address: 1.2.3.4:80, max_fails: 1001}]\n", 3,
+                 48, "services.blog.servers[0].max_fails: 1001 is out of range (0..1000)");
+    expect_error("services:\n  blog:\n    balance: fastest\n"
+                 "    servers: [{address: 1.2.3.4:80}]\n",
+                 3, 14,
+                 "services.blog.balance: unknown value \"fastest\" (expected round_robin, "
+                 "least_conn, random_two, hash)");
+    expect_error("services:\n  blog:\n    servers: []\n", 3, 14,
+                 "services.blog.servers: must not be empty");
+    expect_error("services:\n  blog:\n    retries: 1\n", 2, 3,
+                 "services.blog: missing required key \"servers\"");
+    expect_error("services:\n  blog:\n    servers: [{weight: 2}]\n", 3, 15,
+                 "services.blog.servers[0]: missing required key \"address\"");
+    expect_error("services:\n  blog.v2:\n    servers: [{address: 1.2.3.4:80}]\n", 2, 3,
+                 "services: \"blog.v2\" is not a valid service name (use letters, digits, '_' "
+                 "and '-')");
+    expect_error("access_log: \"\"\n", 1, 13, "access_log: \"\" must not be empty");
+    expect_error("access_log: \"a\\tb\"\n", 1, 13,
+                 "access_log: \"a\\x09b\" contains a control "
+                 "character");
+    expect_error("listen: [1.2.3.4:80, 1.2.3.4:80]\n", 1, 22,
+                 "listen[1]: 1.2.3.4:80 is already listed");
+    expect_error("listen: []\n", 1, 9, "listen: expected 1 to 16 addresses, got 0");
+    expect_error("listen: 127.0.0.1:9901\n", 1, 1,
+                 "admin.listen: 127.0.0.1:9901 is also a proxy listen address");
+    expect_error("listen: 127.0.0.1:7\nadmin: {listen: 127.0.0.1:7}\n", 2, 17,
+                 "admin.listen: 127.0.0.1:7 is also a proxy listen address");
+}
+
+static void test_route_errors(void **state)
+{
+    (void)state;
+    expect_error(SVC "routes:\n  - match: {path_prefix: /}\n    service: blgo\n", 6, 14,
+                 "routes[0]: service \"blgo\" is not defined");
+    expect_error(SVC "routes:\n  - match: {path_prefix: /a}\n    service: blog\n"
+                     "  - match: {path_prefix: /b}\n    service: shop\n",
+                 8, 14, "routes[1]: service \"shop\" is not defined");
+    /* A missing service is reported at the route (its first key). */
+    expect_error(SVC "routes:\n  - match: {path_prefix: /}\n", 5, 5,
+                 "routes[0]: missing required key \"service\"");
+    expect_error(SVC "routes:\n  - {service: blog}\n", 5, 5,
+                 "routes[0]: missing required key \"match\"");
+    expect_error(SVC "routes:\n  - match: {host: a.com}\n    service: blog\n", 5, 5,
+                 "routes[0].match: missing required key \"path_prefix\"");
+    expect_error(SVC "routes:\n  - service: blog\n    match:\n      host: a.com\n", 6, 5,
+                 "routes[0].match: missing required key \"path_prefix\"");
+    expect_error(SVC "routes:\n  - match: {path_prefix: api}\n    service: blog\n", 5, 26,
+                 "routes[0].match.path_prefix: \"api\" must start with '/'");
+    expect_error(SVC "routes:\n  - match: {path_prefix: \"/a?b\"}\n    service: blog\n", 5, 26,
+                 "routes[0].match.path_prefix: \"/a?b\" must be a plain path (no spaces, '?' or "
+                 "'#')");
+    expect_error(SVC "routes:\n  - match: {path_prefix: /, host: \"a.com:80\"}\n"
+                     "    service: blog\n",
+                 5, 35,
+                 "routes[0].match.host: \"a.com:80\" must not include a port (ports are "
+                 "ignored when matching)");
+    expect_error(SVC "routes:\n  - match: {path_prefix: /, host: \"[::g]\"}\n    service: blog\n",
+                 5, 35, "routes[0].match.host: \"[::g]\" is not a valid IPv6 literal");
+    expect_error(SVC "routes:\n  - match: {path_prefix: /, host: \"*.a.com\"}\n"
+                     "    service: blog\n",
+                 5, 35, "routes[0].match.host: \"*.a.com\" is not a valid host name");
+    expect_error(SVC "routes:\n  - match: {path_prefix: /, methods: [GET, get]}\n"
+                     "    service: blog\n",
+                 5, 44,
+                 "routes[0].match.methods[1]: unknown method \"get\" (expected GET, HEAD, "
+                 "POST, PUT, DELETE, PATCH, OPTIONS, CONNECT, TRACE)");
+    expect_error(SVC "routes:\n  - match: {path_prefix: /, methods: []}\n    service: blog\n", 5,
+                 38, "routes[0].match.methods: expected 1 to 16 method names, got 0");
+    expect_error(SVC "routes:\n  - match: {path_prefix: /}\n    service: \"my blog\"\n", 6, 14,
+                 "routes[0].service: \"my blog\" is not a valid service name (use letters, "
+                 "digits, '_' and '-')");
+    /* Routes need services; one error, not one per route. */
+    expect_error("routes:\n  - match: {path_prefix: /}\n    service: blog\n"
+                 "  - match: {path_prefix: /x}\n    service: blog\n",
+                 1, 1, "routes: at least one service must be defined under \"services\"");
+    expect_error("services: {}\nroutes:\n  - match: {path_prefix: /}\n    service: blog\n", 2, 1,
+                 "routes: at least one service must be defined under \"services\"");
+    /* A broken services value is reported once, without a cascade over the routes. */
+    expect_error("services: [x]\nroutes:\n  - match: {path_prefix: /}\n    service: blog\n", 1, 11,
+                 "services: expected a mapping, got a list");
+}
+
+static void test_duplicate_keys(void **state)
+{
+    (void)state;
+    expect_error("workers: 2\nworkers: 3\n", 2, 1,
+                 "duplicate key \"workers\" in top level (first at line 1)");
+    expect_error("limits:\n  idle_timeout: 1s\n  header_timeout: 1s\n  idle_timeout: 2s\n", 4, 3,
+                 "duplicate key \"idle_timeout\" in limits (first at line 2)");
+    expect_error("services:\n  blog:\n    servers: [{address: 1.2.3.4:80}]\n"
+                 "  blog:\n    servers: [{address: 1.2.3.4:81}]\n",
+                 4, 3, "duplicate key \"blog\" in services (first at line 2)");
+}
+
+static void test_not_supported_yet(void **state)
+{
+    (void)state;
+    static const char *const top[] = {"redis", "auth", "rate_limits", "cache", "alerts"};
+    static const char *const svc[] = {"read_servers", "read_your_writes", "health_check",
+                                      "autoscale"};
+    static const char *const route[] = {"rate_limits", "cache", "static", "require_auth"};
+    char yaml[512], msg[128];
+
+    for (size_t i = 0; i < sizeof(top) / sizeof(top[0]); i++) {
+        snprintf(yaml, sizeof(yaml), "workers: 1\n%s: {x: 1}\n", top[i]);
+        snprintf(msg, sizeof(msg), "%s is not supported in this build yet", top[i]);
+        expect_error(yaml, 2, 1, msg);
+    }
+    for (size_t i = 0; i < sizeof(svc) / sizeof(svc[0]); i++) {
+        snprintf(yaml, sizeof(yaml),
+                 "services:\n  blog:\n    servers: [{address: 1.2.3.4:80}]\n    %s: 1\n", svc[i]);
+        snprintf(msg, sizeof(msg), "services.blog.%s is not supported in this build yet", svc[i]);
+        expect_error(yaml, 4, 5, msg);
+    }
+    for (size_t i = 0; i < sizeof(route) / sizeof(route[0]); i++) {
+        snprintf(yaml, sizeof(yaml),
+                 SVC "routes:\n  - match: {path_prefix: /}\n    service: blog\n    %s: 1\n",
+                 route[i]);
+        snprintf(msg, sizeof(msg), "routes[0].%s is not supported in this build yet", route[i]);
+        expect_error(yaml, 7, 5, msg);
+    }
+    expect_error("listen:\n  - {address: 0.0.0.0:443, tls: {cert: c.pem, key: k.pem}}\n", 2, 28,
+                 "listen[0].tls is not supported in this build yet");
+    static const char *const balance[] = {"least_conn", "random_two", "hash"};
+    for (size_t i = 0; i < sizeof(balance) / sizeof(balance[0]); i++) {
+        snprintf(yaml, sizeof(yaml),
+                 "services:\n  blog:\n    balance: %s\n    servers: [{address: 1.2.3.4:80}]\n",
+                 balance[i]);
+        snprintf(msg, sizeof(msg), "services.blog.balance: %s is not supported in this build yet",
+                 balance[i]);
+        expect_error(yaml, 3, 14, msg);
+    }
+}
+
+static void test_yaml_syntax_errors(void **state)
+{
+    (void)state;
+    expect_error("listen: [127.0.0.1:80\nworkers: 2\n", 2, 8,
+                 "YAML syntax error: did not find expected ',' or ']' (while parsing a flow "
+                 "sequence at line 1, column 9)");
+    expect_error("a: b\n  c: d\n", 2, 4,
+                 "YAML syntax error: mapping values are not allowed in this context");
+    expect_error("a: *nowhere\n", 1, 4, "YAML syntax error: found undefined alias");
+    expect_error("a: \"x\xff\"\n", 1, 6, "YAML error: invalid leading UTF-8 octet (byte 0xff)");
+    expect_error("a: 1\n---\nb: 2\n", 2, 1, "a second YAML document (---): only one is allowed");
+    expect_error("", 0, 0, "configuration is empty");
+    expect_error("# only a comment\n\n", 0, 0, "configuration is empty");
+    expect_error("---\n", 0, 0, "configuration is empty");
+    expect_error("~\n", 0, 0, "configuration is empty");
+
+    char deep[300];
+    memset(deep, '[', 100);
+    memset(deep + 100, ']', 100);
+    memcpy(deep + 200, "\n", 2);
+    expect_error(deep, 1, 65, "nesting deeper than 64 levels");
+}
+
+static void test_several_errors(void **state)
+{
+    (void)state;
+    static const char yaml[] = "listn: 1.2.3.4:80\n"                      /* 1 */
+                               "workers: 0\n"                             /* 2 */
+                               "redis: {address: 127.0.0.1:6379}\n"       /* 3 */
+                               "services:\n"                              /* 4 */
+                               "  blog:\n"                                /* 5 */
+                               "    timeouts: {connect: 5x}\n"            /* 6 */
+                               "    servers: [{address: localhost:80}]\n" /* 7 */
+                               "routes:\n"                                /* 8 */
+                               "  - match: {path_prefix: /}\n"            /* 9 */
+                               "    service: blgo\n"                      /* 10 */
+                               "  - match: {path_prefix: /x}\n";          /* 11 */
+    sl_config_errors_t errs;
+    assert_null(load(yaml, &errs));
+    assert_int_equal(errs.n, 7);
+    static const struct {
+        int line, col;
+        const char *msg;
+    } want[] = {
+        {1, 1, "unknown key \"listn\" in top level"},
+        {2, 10, "workers: 0 is out of range (1..256 or auto)"},
+        {3, 1, "redis is not supported in this build yet"},
+        {6, 25,
+         "services.blog.timeouts.connect: bad duration \"5x\" (expected e.g. 500ms, "
+         "10s, 5m)"},
+        {7, 25,
+         "services.blog.servers[0].address: bad address \"localhost:80\": host names "
+         "are not accepted (resolving would block); use an IP address"},
+        {10, 14, "routes[0]: service \"blgo\" is not defined"},
+        {11, 5, "routes[1]: missing required key \"service\""},
+    };
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(errs.e[i].line, want[i].line);
+        assert_int_equal(errs.e[i].col, want[i].col);
+        assert_string_equal(errs.e[i].msg, want[i].msg);
+    }
+
+    /* Printing: FILE:LINE:COL: message, one per line. */
+    char *out = NULL;
+    size_t outlen = 0;
+    FILE *f = open_memstream(&out, &outlen);
+    assert_non_null(f);
+    sl_config_errors_print(f, "gw.yaml", &errs);
+    fclose(f);
+    assert_non_null(strstr(out, "gw.yaml:1:1: unknown key \"listn\" in top level\n"
+                                "gw.yaml:2:10: workers: 0 is out of range (1..256 or auto)\n"));
+    assert_non_null(strstr(out, "gw.yaml:11:5: routes[1]: missing required key \"service\"\n"));
+    int lines = 0;
+    for (char *p = out; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal(lines, 7);
+    free(out);
+}
+
+static void test_error_overflow(void **state)
+{
+    (void)state;
+    /* 100 routes, each with an unknown key: 64 kept, the rest counted. */
+    size_t cap = 100 * 64 + 256, o = 0;
+    char *yaml = malloc(cap);
+    assert_non_null(yaml);
+    o += (size_t)snprintf(yaml + o, cap - o, SVC "routes:\n");
+    for (int i = 0; i < 100; i++)
+        o += (size_t)snprintf(yaml + o, cap - o,
+                              "  - {match: {path_prefix: /}, service: blog, x%d: 1}\n", i);
+    sl_config_errors_t errs;
+    assert_null(load(yaml, &errs));
+    assert_int_equal(errs.n, SL_CONF_MAX_ERRORS);
+    assert_int_equal(errs.dropped, 100 - SL_CONF_MAX_ERRORS);
+    assert_string_equal(errs.e[0].msg, "unknown key \"x0\" in routes[0]");
+    assert_int_equal(errs.e[0].line, 5);
+
+    char *out = NULL;
+    size_t outlen = 0;
+    FILE *f = open_memstream(&out, &outlen);
+    sl_config_errors_print(f, "c.yaml", &errs);
+    fclose(f);
+    assert_non_null(strstr(out, "c.yaml: 36 more errors not shown\n"));
+    free(out);
+    free(yaml);
+}
+
+static void test_bounds(void **state)
+{
+    (void)state;
+    sl_config_errors_t errs;
+
+    /* File size. */
+    size_t big = (4u << 20) + 1;
+    char *buf = malloc(big);
+    assert_non_null(buf);
+    memset(buf, '#', big);
+    assert_null(sl_config_load_mem("big.yaml", buf, big, &errs));
+    assert_int_equal(errs.n, 1);
+    assert_string_equal(errs.e[0].msg, "file is larger than 4194304 bytes (4 MiB)");
+    assert_int_equal(errs.e[0].line, 0);
+    free(buf);
+
+    /* String length: 4096 is fine, 4097 is not. */
+    size_t n = 4200;
+    buf = malloc(n);
+    assert_non_null(buf);
+    memcpy(buf, "access_log: /", 13);
+    memset(buf + 13, 'a', 4095);
+    memcpy(buf + 13 + 4095, "\n", 2);
+    sl_config_t *cfg = load_ok(buf);
+    assert_int_equal(strlen(cfg->access_log), 4096);
+    sl_config_free(cfg);
+    memcpy(buf + 13 + 4095, "a\n", 3);
+    expect_error(buf, 1, 13, "access_log: value too long (4097 bytes, max 4096)");
+    free(buf);
+
+    /* Servers over all services are bounded even when aliases repeat one list. */
+    n = 4096 * 24 + 1024;
+    buf = malloc(n);
+    assert_non_null(buf);
+    size_t o = (size_t)snprintf(buf, n, "services:\n  a:\n    servers: &s [");
+    for (int i = 0; i < 4096; i++)
+        o += (size_t)snprintf(buf + o, n - o, "%s{address: 1.1.1.1:%d}", i ? "," : "", i + 1);
+    o += (size_t)snprintf(buf + o, n - o,
+                          "]\n  b: {servers: *s}\n  c: {servers: *s}\n  d: {servers: *s}\n"
+                          "  e: {servers: *s}\n");
+    assert_null(load(buf, &errs));
+    assert_int_equal(errs.n, 1);
+    assert_string_equal(errs.e[0].msg,
+                        "services.e.servers: too many entries in all (max 16384 over the file)");
+    buf[o - strlen("  e: {servers: *s}\n")] = '\0';
+    cfg = load_ok(buf);
+    assert_int_equal(cfg->nservices, 4);
+    assert_int_equal(cfg->services[3].nservers, 4096);
+    sl_config_free(cfg);
+    free(buf);
+
+    /* Too many keys in one mapping. */
+    n = 70 * 16 + 64;
+    buf = malloc(n);
+    assert_non_null(buf);
+    o = (size_t)snprintf(buf, n, "limits:\n");
+    for (int i = 0; i < 70; i++)
+        o += (size_t)snprintf(buf + o, n - o, "  k%d: 1\n", i);
+    expect_error(buf, 2, 3, "limits: too many keys (70, max 64)");
+    free(buf);
+
+    /* Control characters smuggled in through escapes. */
+    expect_error("admin: {token_env: \"A\\0B\"}\n", 1, 20,
+                 "admin.token_env: \"A\\x00B\" contains a control character");
+}
+
+static void test_load_file(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/test_config_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    static const char yaml[] = "workers: 3\n";
+    assert_int_equal(write(fd, yaml, sizeof(yaml) - 1), (ssize_t)(sizeof(yaml) - 1));
+    close(fd);
+
+    sl_config_errors_t errs;
+    sl_config_t *cfg = sl_config_load(path, &errs);
+    assert_non_null(cfg);
+    assert_int_equal(errs.n, 0);
+    assert_int_equal(cfg->workers, 3);
+    assert_string_equal(cfg->path, path);
+    sl_config_free(cfg);
+    unlink(path);
+
+    assert_null(sl_config_load(path, &errs));
+    assert_int_equal(errs.n, 1);
+    assert_int_equal(errs.e[0].line, 0);
+    assert_string_equal(errs.e[0].msg, "cannot open: No such file or directory");
+
+    assert_null(sl_config_load("/", &errs));
+    assert_string_equal(errs.e[0].msg, "cannot read: is a directory");
+
+    /* NULL errs and NULL cfg are accepted. */
+    assert_null(sl_config_load_mem("x", "workers: 0\n", 11, NULL));
+    sl_config_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_listen_forms),
+        cmocka_unit_test(test_scalar_forms),
+        cmocka_unit_test(test_parse_duration),
+        cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_parse_addr),
+        cmocka_unit_test(test_unknown_key),
+        cmocka_unit_test(test_wrong_types),
+        cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_route_errors),
+        cmocka_unit_test(test_duplicate_keys),
+        cmocka_unit_test(test_not_supported_yet),
+        cmocka_unit_test(test_yaml_syntax_errors),
+        cmocka_unit_test(test_several_errors),
+        cmocka_unit_test(test_error_overflow),
+        cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_load_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
