@@ -56,6 +56,9 @@ typedef struct server {
     uv_timer_t grace;
     sl_conn_cfg_t conn_cfg, admin_cfg;
     int stopping, nexited;
+    /* Guards each worker's `exited` against the control thread signalling a stop handle
+     * that the worker is closing (uv_async_send on a closed handle aborts). */
+    pthread_mutex_t stop_mu;
     uint64_t start_time;
 } server_t;
 
@@ -103,7 +106,9 @@ static void on_tick(sl_timers_t *ts)
     wctx_t *wc = (wctx_t *)w;
     if (w->draining && w->nconns == 0 && !wc->exited) {
         /* Drained: close what keeps the loop alive so uv_run returns. */
+        pthread_mutex_lock(&wc->srv->stop_mu);
         wc->exited = 1;
+        pthread_mutex_unlock(&wc->srv->stop_mu);
         sl_upstream_worker_close_idle(w);
         uv_close((uv_handle_t *)&wc->stop, NULL);
         sl_timers_stop(&w->timers);
@@ -242,14 +247,23 @@ static void worker_exit_cb(uv_async_t *a)
     }
 }
 
+/* Signal every worker that has not exited yet to look at its stop state. */
+static void signal_workers(server_t *s)
+{
+    pthread_mutex_lock(&s->stop_mu);
+    for (int i = 0; i < s->nworkers; i++)
+        if (!s->workers[i].exited)
+            uv_async_send(&s->workers[i].stop);
+    pthread_mutex_unlock(&s->stop_mu);
+}
+
 static void grace_cb(uv_timer_t *t)
 {
     server_t *s = t->data;
     sl_log_warn("shutdown_timeout reached: closing remaining connections");
-    for (int i = 0; i < s->nworkers; i++) {
+    for (int i = 0; i < s->nworkers; i++)
         __atomic_store_n(&s->workers[i].force, 1, __ATOMIC_RELEASE);
-        uv_async_send(&s->workers[i].stop);
-    }
+    signal_workers(s);
 }
 
 static void begin_stop(server_t *s)
@@ -263,8 +277,7 @@ static void begin_stop(server_t *s)
         uv_close((uv_handle_t *)&s->admin, NULL);
         s->admin_open = 0;
     }
-    for (int i = 0; i < s->nworkers; i++)
-        uv_async_send(&s->workers[i].stop);
+    signal_workers(s);
     uv_timer_start(&s->grace, grace_cb, s->cfg->limits.shutdown_timeout_ms, 0);
     uv_unref((uv_handle_t *)&s->grace);
 }
@@ -425,6 +438,7 @@ int sl_server_run(sl_config_t *cfg)
         return 1;
     s->cfg = cfg;
     s->start_time = (uint64_t)time(NULL);
+    pthread_mutex_init(&s->stop_mu, NULL);
     signal(SIGPIPE, SIG_IGN);
     s->nworkers = cfg->workers ? (int)cfg->workers : cpu_count();
     if (s->nworkers > SL_MAX_THREADS - 1)

@@ -43,9 +43,9 @@ typedef struct xnode {
 
 static sl_exchange_t *exchange_get(sl_conn_t *c)
 {
-    sl_worker_t *w = c->w;
     sl_exchange_t *x;
 #ifndef SL_SAN
+    sl_worker_t *w = c->w;
     if (w->xfree) {
         xnode_t *n = w->xfree;
         w->xfree = n->next;

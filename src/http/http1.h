@@ -51,7 +51,7 @@ enum sl_http_flag {
     SL_HF_CONN_KEEPALIVE = 1u << 3,  /* Connection: keep-alive */
     SL_HF_CONN_UPGRADE = 1u << 4,    /* Connection lists "upgrade" */
     SL_HF_UPGRADE = 1u << 5,         /* an Upgrade header is present */
-    SL_HF_EXPECT_CONTINUE = 1u << 6, /* Expect: 100-continue */
+    SL_HF_EXPECT_CONTINUE = 1u << 6, /* Expect: 100-continue (ignored in an HTTP/1.0 request) */
     SL_HF_TE_OTHER = 1u << 7,        /* response only: Transfer-Encoding present but not ending in chunked */
 };
 
@@ -71,7 +71,8 @@ typedef struct sl_http_header {
 typedef struct sl_http_request {
     sl_slice_t method;
     sl_slice_t target;  /* as sent: "/a/b?q", "*", "http://h/a?q" */
-    sl_slice_t path;    /* "/a/b" (absolute-form: the path after the authority, "/" if empty) */
+    sl_slice_t path;    /* "/a/b" (absolute-form: the path after the authority, "/" if empty;
+                         * "*" for OPTIONS *; len 0 and p NULL for CONNECT's authority-form) */
     sl_slice_t query;   /* "q" without the '?'; len 0 and p NULL when absent */
     sl_slice_t host;    /* Host header value, or the authority of an absolute-form target */
     uint8_t method_id;  /* enum sl_http_method */
@@ -106,7 +107,9 @@ typedef struct sl_http_response {
  *                CTL in a field, obs-fold, missing colon, whitespace before the colon, missing
  *                or repeated Host in HTTP/1.1, Content-Length with Transfer-Encoding, differing
  *                or invalid Content-Length, Transfer-Encoding in HTTP/1.0, Transfer-Encoding
- *                whose final coding is not chunked (400, close)
+ *                whose final coding is not chunked, a Host or absolute-form authority with
+ *                bytes outside uri-host[:port] (userinfo, '/', whitespace), a Connection
+ *                header naming Host or Content-Length (400, close)
  *   SL_ENOTSUP   Transfer-Encoding with a coding other than chunked, chunked last (501)
  *   SL_EVERSION  HTTP version whose major is not 1 (505)
  * Identical repeated Content-Length values ("5, 5" or two "5" fields) count as one. */
@@ -117,7 +120,8 @@ int sl_http1_parse_request(const char *buf, size_t len, size_t max_head, size_t 
  * Same conventions and return codes as sl_http1_parse_request (SL_EBADMSG covers a bad
  * status line, a status outside 100..599, CL with TE, differing CL). A response with
  * Transfer-Encoding whose final coding is not chunked sets SL_HF_TE_OTHER (body runs to
- * EOF) rather than failing. No Host requirement. */
+ * EOF) rather than failing; Transfer-Encoding in an HTTP/1.0 response is SL_EBADMSG
+ * (RFC 9112 §6.1: faulty framing), as is chunked listed twice. No Host requirement. */
 int sl_http1_parse_response(const char *buf, size_t len, size_t max_head, size_t *scan,
                             sl_http_response_t *resp);
 
@@ -134,7 +138,7 @@ int sl_http1_request_body(const sl_http_request_t *req);
 
 /* Body kind of a response to a request with method req_method (RFC 9112 §6.3):
  * HEAD, 1xx, 204 and 304 have none; then chunked; then TE-other → EOF; then length;
- * otherwise EOF. */
+ * otherwise EOF. A Content-Length of 0, and a 2xx to CONNECT (a tunnel), are NONE. */
 int sl_http1_response_body(const sl_http_response_t *resp, int req_method);
 
 /* Incremental chunked-body decoder (RFC 9112 §7.1). Zero-initialise before a body. */
@@ -150,7 +154,7 @@ typedef struct sl_chunked {
 
 /* Decode from in[0..len). Consumes framing bytes (size lines, extensions, CRLFs, the
  * trailer section, which is validated and discarded) or chunk data, one piece per call:
- * when it stops in chunk data it returns the bytes consumed and sets *data_off/*data_len
+ * when it stops in chunk data it returns the bytes consumed and sets *data_off, *data_len
  * to the data span inside in[] (otherwise *data_len = 0). Call again with the rest.
  * Returns bytes consumed (>= 0; 0 only when len == 0 or st->done), SL_EBADMSG (bad size,
  * size overflow, missing CRLF, bad extension or trailer bytes) or SL_ETOOBIG (a size line

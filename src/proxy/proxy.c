@@ -17,7 +17,18 @@
 #include "../core/metrics.h"
 
 enum { PX_CONNECTING = 1, PX_SENDING, PX_BODY, PX_TUNNEL, PX_DONE };
-enum { E_CONNECT = 0, E_TIMEOUT, E_BAD_RESPONSE, E_RESET, E_RETRY, E__COUNT };
+enum {
+    E_COUNTED = -1, /* for fail(): the cause was counted already */
+    E_CONNECT = 0,
+    E_TIMEOUT,
+    E_BAD_RESPONSE,
+    E_RESET,
+    E_RETRY,
+    E_NEXT,
+    E_DOWN,
+    E_NOSERVER,
+    E__COUNT
+};
 
 #define MAX_OUT 3
 #define MAX_IOV 16
@@ -38,7 +49,8 @@ typedef struct px {
     uint8_t resp_kind;
     uint8_t head_parsed : 1, rechunk : 1, close_after : 1, req_done : 1, writing : 1,
         client_paused : 1, up_paused : 1, reused : 1;
-    uint8_t retried : 1, got_bytes : 1, upgrade : 1, extra : 1, req_chunked : 1;
+    uint8_t retried : 1, got_bytes : 1, upgrade : 1, extra : 1, req_chunked : 1, rebuild : 1;
+    uint8_t attempts; /* retries on other servers so far */
     sl_http_response_t resp;
 } px_t;
 
@@ -54,7 +66,8 @@ static sl_counter_t *m_errors;
 static size_t error_labels(uint64_t key, char *out, size_t cap, void *arg)
 {
     (void)arg;
-    static const char *names[] = {"connect", "timeout", "bad_response", "reset", "retry"};
+    static const char *names[] = {"connect", "timeout",     "bad_response", "reset",
+                                  "retry",   "next_server", "marked_down", "no_server"};
     int n = snprintf(out, cap, "kind=\"%s\"", key < E__COUNT ? names[key] : "other");
     return n > 0 ? (size_t)n : 0;
 }
@@ -64,14 +77,17 @@ void sl_proxy_metrics_register(void);
 void sl_proxy_metrics_register(void)
 {
     m_errors = sl_metrics_counter("sluice_upstream_errors_total",
-                                  "Upstream failures by kind (connect, timeout, bad_response, "
-                                  "reset, retry = a request re-sent on a fresh connection).",
+                                  "Upstream failures by kind: connect, timeout, bad_response, "
+                                  "reset; retry = re-sent on a fresh connection to the same "
+                                  "server; next_server = re-sent to another server "
+                                  "(retries); marked_down = a server taken out by max_fails; "
+                                  "no_server = every server down or tried.",
                                   error_labels, NULL);
 }
 
 static inline void count_error(int kind)
 {
-    if (m_errors)
+    if (m_errors && kind >= 0)
         sl_counter_add(m_errors, (uint64_t)kind, 1);
 }
 
@@ -336,17 +352,41 @@ static void attach(px_t *p, sl_upconn_t *u)
     sl_upconn_read(u, up_alloc, up_read);
 }
 
-/* Pick a server and get a connection: a pooled one, or a new one being connected. */
+static int idempotent(const px_t *p)
+{
+    int m = p->x->req.method_id;
+    return m == SL_M_GET || m == SL_M_HEAD || m == SL_M_OPTIONS;
+}
+
+static int next_server(px_t *p, int sent);
+
+/* Pick a server (skipping those tried and those marked down), build the request head if
+ * it is not queued yet, and get a connection: a pooled one, or a new one. */
 static void px_connect(px_t *p, int fresh)
 {
     sl_worker_t *w = p->x->conn->w;
     if (!p->server) {
-        p->server = p->svc->primary.ops->pick(&p->svc->primary, w->index, p->exclude);
+        sl_pool_t *pool = &p->svc->primary;
+        uint64_t mask = p->exclude | sl_pool_down_mask(pool, uv_now(&w->loop));
+        p->server = pool->ops->pick(pool, w->index, mask);
         if (!p->server) {
-            fail(p, 503, "no server available", E_CONNECT);
+            if (p->attempts)
+                fail(p, 502, "no server could be reached", E_NOSERVER);
+            else
+                fail(p, 503, "no healthy server", E_NOSERVER);
             return;
         }
         __atomic_fetch_add(&p->server->inflight, 1, __ATOMIC_RELAXED);
+    }
+    if (p->rebuild) {
+        sl_buf_t *head = build_request(p);
+        if (!head) {
+            fail(p, 431, "request header fields too large", E_BAD_RESPONSE);
+            return;
+        }
+        p->rebuild = 0;
+        release_out(p);
+        p->out[p->nout++] = head;
     }
     sl_upconn_t *u = fresh ? NULL : sl_upconn_take_idle(w, p->server);
     if (u) {
@@ -361,13 +401,51 @@ static void px_connect(px_t *p, int fresh)
     int err;
     u = sl_upconn_connect(w, p->server, p->svc->conf->connect_ms, on_connect, p, &err);
     if (!u) {
-        __atomic_fetch_sub(&p->server->inflight, 1, __ATOMIC_RELAXED);
-        fail(p, 502, "upstream unreachable", E_CONNECT);
+        sl_log(SL_LOG_WARN, "upstream %s: connect: %s", p->server->conf->addr.text,
+               uv_strerror(err));
+        count_error(E_CONNECT);
+        if (!next_server(p, 0))
+            fail(p, 502, "upstream unreachable", E_COUNTED);
         return;
     }
     p->up = u;
     u->on_timeout = on_timeout;
     p->state = PX_CONNECTING;
+}
+
+/* The current server failed before any answer: count it for passive health and, when
+ * `retries` allows, send the request to another server. sent = request bytes may have
+ * reached the server; then only an idempotent request without a body is re-sent (the
+ * body is streamed, not kept). When nothing was sent (connect failed), the queued bytes
+ * go to the next server as they are, whatever the method. Returns 1 when a new attempt
+ * started. */
+static int next_server(px_t *p, int sent)
+{
+    sl_exchange_t *x = p->x;
+    if (sl_server_fail(p->server, uv_now(&x->conn->w->loop)))
+        count_error(E_DOWN);
+    if (p->attempts >= p->svc->conf->retries || x->response_started)
+        return 0;
+    if (sent && (!idempotent(p) || x->bytes_in || !x->body_done))
+        return 0;
+    p->attempts++;
+    count_error(E_NEXT);
+    if (p->server->index < 64)
+        p->exclude |= 1ull << p->server->index;
+    sl_upconn_t *u = p->up;
+    p->up = NULL;
+    if (u)
+        sl_upconn_close(u);
+    __atomic_fetch_sub(&p->server->inflight, 1, __ATOMIC_RELAXED);
+    p->server = NULL;
+    p->writing = 0;
+    p->got_bytes = 0;
+    p->retried = 0;
+    p->scan = 0;
+    if (sent)
+        p->rebuild = 1;
+    px_connect(p, 0);
+    return 1;
 }
 
 static void on_connect(sl_upconn_t *u, int status)
@@ -380,7 +458,9 @@ static void on_connect(sl_upconn_t *u, int status)
     if (status < 0) {
         sl_log(SL_LOG_WARN, "upstream %s: connect: %s", p->server->conf->addr.text,
                uv_strerror(status));
-        fail(p, 502, "upstream unreachable", E_CONNECT);
+        count_error(E_CONNECT);
+        if (!next_server(p, 0))
+            fail(p, 502, "upstream unreachable", E_COUNTED);
         return;
     }
     attach(p, u);
@@ -404,7 +484,10 @@ static void on_timeout(sl_upconn_t *u)
     }
     sl_log(SL_LOG_WARN, "upstream %s: %s timeout", p->server->conf->addr.text,
            p->state == PX_CONNECTING ? "connect" : p->writing ? "send" : "read");
-    fail(p, 504, "upstream timeout", E_TIMEOUT);
+    count_error(E_TIMEOUT);
+    if (!p->head_parsed && next_server(p, p->state != PX_CONNECTING))
+        return;
+    fail(p, 504, "upstream timeout", E_COUNTED);
 }
 
 static void upwrite_cb(uv_write_t *req, int status)
@@ -567,12 +650,23 @@ static void px_body_end(sl_exchange_t *x)
     }
 }
 
+/* The client is slower than the upstream: stop reading the upstream until it has caught
+ * up. The read timeout stops too (the wait is ours, not the server's, as nginx does);
+ * a client that stops reading altogether is cut by conn's idle_timeout. */
+static void pause_upstream(px_t *p)
+{
+    p->up_paused = 1;
+    sl_upconn_read_stop(p->up);
+    sl_upconn_deadline(p->up, 0);
+}
+
 static void px_drained(sl_exchange_t *x)
 {
     px_t *p = PX(x);
     if (p->up_paused && p->up) {
         p->up_paused = 0;
         sl_upconn_read(p->up, up_alloc, up_read);
+        sl_upconn_deadline(p->up, p->svc->conf->read_ms);
     }
 }
 
@@ -684,18 +778,15 @@ static void up_eof(px_t *p, ssize_t err)
             sl_upconn_t *u = p->up;
             p->up = NULL;
             sl_upconn_close(u);
-            sl_buf_t *head = build_request(p);
-            if (!head) {
-                fail(p, 502, "out of memory", E_RESET);
-                return;
-            }
-            release_out(p);
-            p->out[p->nout++] = head;
+            p->rebuild = 1;
             px_connect(p, 1);
             return;
         }
+        count_error(E_RESET);
+        if (next_server(p, 1))
+            return;
         fail(p, 502, err == UV_EOF ? "upstream closed the connection" : "upstream reset",
-             E_RESET);
+             E_COUNTED);
         return;
     }
     if (p->resp_kind == SL_BODY_EOF) {
@@ -732,6 +823,7 @@ static int parse_head(px_t *p)
         }
         if (rc < 0) {
             sl_log(SL_LOG_WARN, "upstream %s: malformed response", p->server->conf->addr.text);
+            sl_server_fail(p->server, uv_now(&p->x->conn->w->loop));
             fail(p, 502, "bad response from upstream", E_BAD_RESPONSE);
             return -1;
         }
@@ -776,10 +868,8 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (p->state == PX_TUNNEL) {
         u->rbuf = NULL;
         uv_buf_t iov = uv_buf_init(b->data, b->len);
-        if (sl_conn_send(x, &iov, 1, &b, 1)) {
-            p->up_paused = 1;
-            sl_upconn_read_stop(u);
-        }
+        if (sl_conn_send(x, &iov, 1, &b, 1))
+            pause_upstream(p);
         return;
     }
 
@@ -794,6 +884,7 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             return;
         pos = (size_t)rc;
         p->head_parsed = 1;
+        sl_server_ok(p->server);
         x->status = p->resp.status;
         p->resp_kind = (uint8_t)sl_http1_response_body(&p->resp, x->req.method_id);
         if (p->resp.status == 101)
@@ -923,10 +1014,8 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         complete(p);
         return;
     }
-    if (congested) {
-        p->up_paused = 1;
-        sl_upconn_read_stop(u);
-    }
+    if (congested)
+        pause_upstream(p);
 }
 
 void sl_proxy_start(sl_exchange_t *x, sl_service_t *svc)
@@ -940,21 +1029,6 @@ void sl_proxy_start(sl_exchange_t *x, sl_service_t *svc)
                      (SL_HF_UPGRADE | SL_HF_CONN_UPGRADE) &&
                  r->version == 11;
     p->req_done = x->body_done;
-    p->server = NULL;
-    p->server = svc->primary.ops->pick(&svc->primary, x->conn->w->index, 0);
-    if (!p->server) {
-        p->state = PX_DONE;
-        sl_conn_error(x, 503, "no server available");
-        return;
-    }
-    __atomic_fetch_add(&p->server->inflight, 1, __ATOMIC_RELAXED);
-    sl_buf_t *head = build_request(p);
-    if (!head) {
-        __atomic_fetch_sub(&p->server->inflight, 1, __ATOMIC_RELAXED);
-        p->state = PX_DONE;
-        sl_conn_error(x, 431, "request header fields too large");
-        return;
-    }
-    p->out[p->nout++] = head;
+    p->rebuild = 1;
     px_connect(p, 0);
 }

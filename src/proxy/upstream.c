@@ -312,3 +312,49 @@ void sl_upconn_read_stop(sl_upconn_t *u)
         u->reading = 0;
     }
 }
+
+int sl_server_fail(sl_server_t *s, uint64_t now_ms)
+{
+    uint32_t max = s->conf->max_fails;
+    if (max == 0)
+        return 0;
+    uint64_t window = s->conf->fail_timeout_ms;
+    uint64_t start = __atomic_load_n(&s->window_start_ms, __ATOMIC_RELAXED);
+    if (now_ms - start >= window) {
+        /* A new window; two threads may both reset it, which only loses a count. */
+        __atomic_store_n(&s->window_start_ms, now_ms, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->fails, 0, __ATOMIC_RELAXED);
+    }
+    uint64_t n = __atomic_add_fetch(&s->fails, 1, __ATOMIC_RELAXED);
+    if (n < max)
+        return 0;
+    uint64_t until = now_ms + window;
+    uint64_t prev = __atomic_exchange_n(&s->down_until_ms, until, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->fails, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->window_start_ms, now_ms, __ATOMIC_RELAXED);
+    if (prev <= now_ms) {
+        sl_log_warn("upstream %s: %llu failure(s) within %llums: marked down for %llums",
+                    s->conf->addr.text, (unsigned long long)n, (unsigned long long)window,
+                    (unsigned long long)window);
+        return 1;
+    }
+    return 0;
+}
+
+void sl_server_ok(sl_server_t *s)
+{
+    if (__atomic_load_n(&s->fails, __ATOMIC_RELAXED))
+        __atomic_store_n(&s->fails, 0, __ATOMIC_RELAXED);
+}
+
+uint64_t sl_pool_down_mask(const sl_pool_t *p, uint64_t now_ms)
+{
+    uint64_t mask = 0;
+    if (p->n == 1)
+        return 0; /* as nginx: a lone server is never considered unavailable */
+    uint32_t n = p->n < 64 ? p->n : 64;
+    for (uint32_t i = 0; i < n; i++)
+        if (__atomic_load_n(&p->servers[i].down_until_ms, __ATOMIC_RELAXED) > now_ms)
+            mask |= 1ull << i;
+    return mask;
+}

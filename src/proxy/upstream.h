@@ -70,6 +70,18 @@ void sl_upconn_read_stop(sl_upconn_t *u);
 /* Set or clear (ms = 0) the connection's deadline; on expiry on_timeout runs. */
 void sl_upconn_deadline(sl_upconn_t *u, uint64_t ms);
 
+/* Passive health, as nginx's max_fails/fail_timeout: max_fails failures (connect error,
+ * timeout, reset or malformed answer before a response) within fail_timeout mark the
+ * server down for fail_timeout; then it is eligible again (one failure marks it down
+ * again when max_fails is 1). A good response clears the count. Any thread; lock-free.
+ * As in nginx, the only server of a pool is never considered down.
+ * now_ms is uv_now() of the caller's loop (all loops share the monotonic clock).
+ * sl_server_fail returns 1 when this failure marked the server down. */
+int sl_server_fail(sl_server_t *s, uint64_t now_ms);
+void sl_server_ok(sl_server_t *s);
+/* Bit i set for every server i (< 64) of the pool that is down at now_ms. */
+uint64_t sl_pool_down_mask(const sl_pool_t *p, uint64_t now_ms);
+
 /* Counters for metrics (per worker, summed at scrape). */
 typedef struct sl_upstream_stats {
     uint64_t connects, connect_errors, reused, idle_closed;

@@ -13,8 +13,9 @@ typedef struct sl_server {
     uint32_t id;                  /* index into every worker's keep-alive pool table */
     uint32_t index;               /* position in its pool (exclude bit) */
     uint64_t inflight;            /* atomic: requests on it now, all workers */
-    uint64_t fails;               /* atomic: consecutive failures (passive health) */
-    uint64_t down_until_ms;       /* atomic: uv_now-based; 0 = up */
+    uint64_t fails;               /* atomic: failures in the current window (passive health) */
+    uint64_t window_start_ms;     /* atomic: start of the fail_timeout window (uv_now ms) */
+    uint64_t down_until_ms;       /* atomic: marked down until then (uv_now ms); 0 = up */
 } sl_server_t;
 
 struct sl_balancer_ops;
