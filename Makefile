@@ -6,7 +6,7 @@ CC       ?= cc
 PKGS     := libuv yaml-0.1
 # Debian packages the project needs: build, unit tests, fuzzing, integration tests.
 DEB_PKGS := gcc make pkg-config libuv1-dev libyaml-dev libcmocka-dev clang \
-            libclang-rt-14-dev python3-pytest python3-requests curl
+            libclang-rt-14-dev python3-pytest python3-requests python3-h11 curl
 
 ifeq ($(SAN),1)
 BUILD    := build-san
