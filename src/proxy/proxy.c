@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../core/log.h"
 #include "../core/metrics.h"
@@ -806,6 +807,18 @@ static void up_eof(px_t *p, ssize_t err)
     sl_conn_end(p->x, 0);
 }
 
+/* 1 when every Transfer-Encoding field of r is exactly "chunked". */
+static int te_is_chunked(const sl_http_response_t *r)
+{
+    for (unsigned i = 0; i < r->nheaders; i++) {
+        const sl_http_header_t *h = &r->headers[i];
+        if (h->id == SL_H_TRANSFER_ENCODING &&
+            (h->value_len != 7 || strncasecmp(h->value, "chunked", 7) != 0))
+            return 0;
+    }
+    return 1;
+}
+
 /* Parse the head in u->rbuf: its length when parsed (the body follows it in the
  * buffer), 0 when more bytes are needed, -1 when the exchange was failed. 1xx interim
  * answers are consumed and skipped (the gateway already sent its own 100 Continue). */
@@ -827,8 +840,16 @@ static int parse_head(px_t *p)
             fail(p, 502, "bad response from upstream", E_BAD_RESPONSE);
             return -1;
         }
-        if (p->resp.status >= 200 || (p->resp.status == 101 && p->upgrade))
+        if (p->resp.status >= 200 || (p->resp.status == 101 && p->upgrade)) {
+            if ((p->resp.flags & (SL_HF_CHUNKED | SL_HF_TE_OTHER)) && !te_is_chunked(&p->resp)) {
+                /* gzip, chunked (or gzip alone): dropping the hop-by-hop field would
+                 * pass encoded bytes on without saying so. */
+                sl_server_fail(p->server, uv_now(&p->x->conn->w->loop));
+                fail(p, 502, "unsupported transfer coding from upstream", E_BAD_RESPONSE);
+                return -1;
+            }
             return rc;
+        }
         if (p->resp.status == 101) {
             fail(p, 502, "upstream switched protocols unasked", E_BAD_RESPONSE);
             return -1;
