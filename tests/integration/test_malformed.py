@@ -333,6 +333,10 @@ BAD_RESPONSES = [
     ("nul_in_header", b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 0\r\n\r\n"),
     ("bad_chunk_size", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhi\r\n"
      b"0\r\n\r\n"),
+    # a coding sluice would strip along with the hop-by-hop field: never passed on undeclared
+    ("te_gzip_chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+     b"2\r\nhi\r\n0\r\n\r\n"),
+    ("te_gzip_only", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx"),
 ]
 
 
