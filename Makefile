@@ -96,13 +96,18 @@ build-fuzz/obj/%.o: %.c
 build-fuzz/%: fuzz/%.c $(FUZZ_OBJ)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -pthread -lm
 fuzz: $(FUZZ_BIN)
+.SECONDARY: $(FUZZ_OBJ)
 
 FUZZ_SECONDS ?= 60
 fuzz-run: fuzz
 	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); \
 	  mkdir -p build-fuzz/corpus/$$n; \
 	  echo "== $$n for $(FUZZ_SECONDS)s"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus/$$n fuzz/corpus/$$n 2>&1 | tail -3; \
+	  if ! $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build-fuzz/ \
+	       build-fuzz/corpus/$$n fuzz/corpus/$$n > build-fuzz/$$n.log 2>&1; then \
+	    tail -40 build-fuzz/$$n.log; echo "fuzz-run: $$n failed (crash input in build-fuzz/)"; exit 1; \
+	  fi; \
+	  grep -E "^stat::number_of_executed_units|Done [0-9]+ runs" build-fuzz/$$n.log | tail -2; \
 	done
 
 format:
