@@ -27,7 +27,7 @@ typedef struct wreq {
     size_t bytes;
     unsigned nowned;
     sl_buf_t *owned[4];
-    uv_buf_t bufs[8];
+    uv_buf_t bufs[SL_CONN_MAX_IOV];
 } wreq_t;
 
 static void process(sl_conn_t *c);
@@ -190,25 +190,23 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     conn_close(c);
 }
 
-static const char *status_body(int status, const char **msg)
+static const char *status_message(int status)
 {
     switch (status) {
-    case 400: *msg = "bad request"; break;
-    case 408: *msg = "request header timeout"; break;
-    case 413: *msg = "request body too large"; break;
-    case 431: *msg = "request header fields too large"; break;
-    case 501: *msg = "transfer coding not implemented"; break;
-    case 505: *msg = "HTTP version not supported"; break;
-    default: *msg = "error"; break;
+    case 400: return "bad request";
+    case 408: return "request header timeout";
+    case 413: return "request body too large";
+    case 431: return "request header fields too large";
+    case 501: return "transfer coding not implemented";
+    case 505: return "HTTP version not supported";
+    default: return "error";
     }
-    return *msg;
 }
 
 /* A request the gateway refuses before dispatch: answer and close. */
 static void refuse(sl_conn_t *c, int status)
 {
-    const char *msg;
-    status_body(status, &msg);
+    const char *msg = status_message(status);
     sl_exchange_t *x = c->x;
     if (!x) {
         x = c->x = exchange_get(c);
@@ -238,8 +236,7 @@ static void fail_exchange(sl_conn_t *c, int status)
         conn_close(c);
         return;
     }
-    const char *msg;
-    status_body(status, &msg);
+    const char *msg = status_message(status);
     c->keepalive = 0;
     read_stop(c);
     sl_conn_error(x, status, msg);

@@ -13,6 +13,8 @@
 #include "../core/worker.h"
 #include "http1.h"
 
+#define SL_CONN_MAX_IOV 16 /* most buffers one sl_conn_send() may take */
+
 typedef struct sl_conn sl_conn_t;
 typedef struct sl_exchange sl_exchange_t;
 
@@ -96,7 +98,8 @@ void sl_conn_start(sl_conn_t *c, sl_worker_t *w, const sl_conn_cfg_t *cfg);
 sl_conn_t *sl_conn_new(sl_worker_t *w);
 
 /* Send response bytes. Every bufs[i] points either at memory that outlives the
- * connection (string constants) or into one of owned[0..nowned); ownership of the
+ * connection (string constants) or into one of owned[0..nowned) (n <= SL_CONN_MAX_IOV,
+ * nowned <= 4); ownership of the
  * owned buffers passes to conn in every case, and they go back to the pool once
  * written. Bytes are written in call order. Returns 1 when the output is congested
  * (more than 64 KiB unacknowledged): stop producing until ops->drained; else 0. */

@@ -28,9 +28,8 @@ void sl_admin_handle(sl_exchange_t *x)
             sl_conn_error(x, 503, "out of memory");
             return;
         }
-        /* The exposition can exceed one I/O buffer: send it as one owned heap copy
-         * through a pool-independent path (conn copies nothing; we wait for nothing:
-         * the control thread serves few scrapes). */
+        /* The exposition can exceed one I/O buffer: copy it into pool buffers, which
+         * conn owns (and frees) whether it writes them at once or queues them. */
         char hdr[256];
         sl_worker_t *w = x->conn->w;
         int ka = sl_conn_keepalive(x);
@@ -39,32 +38,25 @@ void sl_admin_handle(sl_exchange_t *x)
                          "version=0.0.4; charset=utf-8\r\nContent-Length: %zu\r\n%s\r\n",
                          (int)w->date_len, w->date, t.len, ka ? "" : "Connection: close\r\n");
         x->status = 200;
-        /* Copy into pool buffers so conn owns everything it may queue. */
-        size_t total = (size_t)n + (r->method_id == SL_M_HEAD ? 0 : t.len);
-        char *all = malloc(total);
-        if (!all) {
-            free(t.p);
-            sl_conn_error(x, 503, "out of memory");
-            return;
+        const char *parts[2] = {hdr, t.p};
+        size_t lens[2] = {(size_t)n, r->method_id == SL_M_HEAD ? 0 : t.len};
+        int ok = 1;
+        for (int i = 0; i < 2 && ok; i++) {
+            for (size_t off = 0; off < lens[i] && ok;) {
+                sl_buf_t *b = sl_buf_get(&w->bufs);
+                if (!b) {
+                    ok = 0;
+                    break;
+                }
+                size_t take = lens[i] - off < b->size ? lens[i] - off : b->size;
+                memcpy(b->data, parts[i] + off, take);
+                uv_buf_t ub = uv_buf_init(b->data, (unsigned)take);
+                sl_conn_send(x, &ub, 1, &b, 1);
+                off += take;
+            }
         }
-        memcpy(all, hdr, (size_t)n);
-        if (r->method_id != SL_M_HEAD)
-            memcpy(all + n, t.p, t.len);
         free(t.p);
-        size_t off = 0;
-        while (off < total) {
-            sl_buf_t *b = sl_buf_get(&w->bufs);
-            if (!b)
-                break;
-            size_t take = total - off < b->size ? total - off : b->size;
-            memcpy(b->data, all + off, take);
-            b->len = (uint32_t)take;
-            uv_buf_t ub = uv_buf_init(b->data, (unsigned)take);
-            sl_conn_send(x, &ub, 1, &b, 1);
-            off += take;
-        }
-        free(all);
-        sl_conn_end(x, off == total && ka);
+        sl_conn_end(x, ok && ka);
         return;
     }
     if (path_is(r, "/health")) {

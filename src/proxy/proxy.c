@@ -17,7 +17,7 @@
 #include "../core/log.h"
 #include "../core/metrics.h"
 
-enum { PX_CONNECTING = 1, PX_SENDING, PX_BODY, PX_TUNNEL, PX_DONE };
+enum { PX_CONNECTING = 1, PX_SENDING, PX_TUNNEL, PX_DONE };
 enum {
     E_COUNTED = -1, /* for fail(): the cause was counted already */
     E_CONNECT = 0,
@@ -32,7 +32,7 @@ enum {
 };
 
 #define MAX_OUT 3
-#define MAX_IOV 16
+#define MAX_IOV SL_CONN_MAX_IOV
 
 typedef struct px {
     sl_exchange_t *x;
@@ -73,8 +73,6 @@ static size_t error_labels(uint64_t key, char *out, size_t cap, void *arg)
     return n > 0 ? (size_t)n : 0;
 }
 
-/* Registered once at start-up, before the workers start. */
-void sl_proxy_metrics_register(void);
 void sl_proxy_metrics_register(void)
 {
     m_errors = sl_metrics_counter("sluice_upstream_errors_total",

@@ -21,10 +21,7 @@ const sl_server_t *sl_proxy_server(const sl_exchange_t *x);
 /* Time from sending to the first response byte, microseconds (0 if none). */
 uint64_t sl_proxy_upstream_us(const sl_exchange_t *x);
 
-/* Proxy counters (summed over workers at scrape). */
-typedef struct sl_proxy_stats {
-    uint64_t timeouts, unreachable, bad_responses, retried_stale;
-} sl_proxy_stats_t;
-extern __thread sl_proxy_stats_t sl_proxy_stats;
+/* Register the proxy's metrics (start-up, before the workers start). */
+void sl_proxy_metrics_register(void);
 
 #endif

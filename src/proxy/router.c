@@ -10,8 +10,6 @@
 #include "../core/log.h"
 #include "proxy.h"
 
-void sl_proxy_metrics_register(void);
-
 static const char *method_names[SL_M__COUNT] = {"OTHER", "GET",   "HEAD",    "POST",    "PUT",
                                                 "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"};
 

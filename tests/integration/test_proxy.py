@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import (SAN, SLOW, ConnectionClosed, HttpConn, RawOrigin, build_request,
+from conftest import (IO_TIMEOUT, SAN, SLOW, ConnectionClosed, HttpConn, OriginReader, RawOrigin, build_request,
                       checksum, chunked_body, header_of, one_service_config, pattern_bytes,
                       request, rss_kb, send_raw, sluice_config, wait_for)
 
@@ -622,3 +622,50 @@ def test_upgrade_tunnel_carries_bytes_both_ways(raw_origin, start_sluice):
     head = o.heads[0]
     assert header_of(head[3], "Upgrade").lower() == "websocket"
     assert "upgrade" in header_of(head[3], "Connection").lower()
+
+
+def test_many_small_chunks_to_a_slow_client(raw_origin, start_sluice):
+    """An upstream answer made of thousands of tiny chunks is re-chunked in batches of
+    many buffers per write; when the client is slow those writes are queued whole. The
+    client must still get every byte (a queued write once refused more than 8 buffers
+    and cut the connection)."""
+    pieces = [bytes([65 + i % 26]) * (1 + i % 7) for i in range(600000)]
+    body = b"".join(pieces)
+
+    def handler(sock, origin):
+        rd = OriginReader(sock, origin)
+        if rd.read_request() is None:
+            return
+        sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                     b"".join(b"%x\r\n" % len(p) + p + b"\r\n" for p in pieces) +
+                     b"0\r\n\r\n")
+
+    o = raw_origin(handler)
+    sl = start_sluice(one_service_config(o.address))
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: writes back up
+    s.settimeout(IO_TIMEOUT)
+    s.connect(("127.0.0.1", sl.port))
+    s.sendall(b"GET /tiny HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.5)  # let sluice's writes back up
+    chunks = []
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        chunks.append(d)
+        if d.endswith(b"\r\n0\r\n\r\n"):
+            break
+    data = b"".join(chunks)
+    s.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert b" 200 " in head.split(b"\r\n")[0]
+    got, pos = [], 0
+    while True:  # de-chunk what sluice sent
+        line_end = rest.index(b"\r\n", pos)
+        n = int(rest[pos:line_end], 16)
+        if n == 0:
+            break
+        got.append(rest[line_end + 2:line_end + 2 + n])
+        pos = line_end + 2 + n + 2
+    assert b"".join(got) == body
