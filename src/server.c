@@ -22,6 +22,7 @@
 #include "core/metrics.h"
 #include "http/conn.h"
 #include "ops/admin.h"
+#include "proxy/health.h"
 #include "proxy/router.h"
 #include "proxy/upstream.h"
 
@@ -59,6 +60,7 @@ typedef struct server {
     /* Guards each worker's `exited` against the control thread signalling a stop handle
      * that the worker is closing (uv_async_send on a closed handle aborts). */
     pthread_mutex_t stop_mu;
+    sl_health_t *health;
     uint64_t start_time;
 } server_t;
 
@@ -222,6 +224,8 @@ static void wake_logger(void *arg)
 
 static void control_close(server_t *s)
 {
+    sl_health_stop(s->health);
+    s->health = NULL;
     if (s->admin_open)
         uv_close((uv_handle_t *)&s->admin, NULL);
     s->admin_open = 0;
@@ -311,7 +315,9 @@ static void admin_connection(uv_stream_t *ls, int status)
 static void control_tick(sl_timers_t *ts)
 {
     sl_worker_t *w = ts->data;
+    server_t *s = w->server;
     sl_worker_update_date(w);
+    sl_upstreams_tick(&s->gw.up); /* finish drains whose last request ended */
 }
 
 /* ---- metrics the wiring owns ---- */
@@ -543,6 +549,7 @@ int sl_server_run(sl_config_t *cfg)
             return 1;
         }
     }
+    s->health = sl_health_start(&ctl->loop, &s->gw.up);
     char addrs[512] = "";
     size_t off = 0;
     for (uint32_t j = 0; j < cfg->nlisten && off < sizeof(addrs) - 70; j++)

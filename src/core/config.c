@@ -1257,9 +1257,9 @@ static void parse_route_service(conf_ctx_t *c, const struct field *f, yaml_node_
 
 static const struct enum_name balance_names[] = {
     {"round_robin", SL_BALANCE_ROUND_ROBIN, true},
-    {"least_conn", SL_BALANCE_LEAST_CONN, false},
-    {"random_two", SL_BALANCE_RANDOM_TWO, false},
-    {"hash", SL_BALANCE_HASH, false},
+    {"least_conn", SL_BALANCE_LEAST_CONN, true},
+    {"random_two", SL_BALANCE_RANDOM_TWO, true},
+    {"hash", SL_BALANCE_HASH, true},
     {NULL, 0, false},
 };
 
@@ -1312,18 +1312,164 @@ static void service_defaults(void *item)
     s->send_ms = 60000;
     s->read_ms = 60000;
     s->retries = 0;
+    s->retry_methods =
+        SL_METHOD_BIT(SL_M_GET) | SL_METHOD_BIT(SL_M_HEAD) | SL_METHOD_BIT(SL_M_OPTIONS);
+    s->retry_budget_percent = 20;
+    s->retry_budget_min = 3;
+    s->fail_status[0] = 502;
+    s->fail_status[1] = 503;
+    s->fail_status[2] = 504;
+    s->nfail_status = 3;
+    s->hash_key = SL_HASH_IP;
+    s->health.interval_ms = 10000;
+    s->health.timeout_ms = 2000;
+    s->health.fails = 3;
+    s->health.passes = 2;
 }
+
+/* A list of HTTP status codes (100..599), at most SL_CONF_MAX_STATUS; [] is allowed. */
+static void parse_status_list(conf_ctx_t *c, yaml_node_t *val, const char *path, uint16_t *out,
+                              uint32_t *nout)
+{
+    if (!expect_type(c, val, YAML_SEQUENCE_NODE, path))
+        return;
+    yaml_node_item_t *items = val->data.sequence.items.start;
+    size_t n = (size_t)(val->data.sequence.items.top - items);
+    if (n > SL_CONF_MAX_STATUS) {
+        report_mark(c, val->start_mark, "%s: at most %d status codes", path, SL_CONF_MAX_STATUS);
+        return;
+    }
+    *nout = 0;
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = node_at(c, items[i]);
+        const char *s;
+        size_t len;
+        quoted_t q;
+        if (item == NULL || !get_scalar(c, item, path, "a status code", &s, &len))
+            continue;
+        unsigned v = 0;
+        size_t k = 0;
+        while (k < len && k < 3 && s[k] >= '0' && s[k] <= '9')
+            v = v * 10 + (unsigned)(s[k++] - '0');
+        if (k != len || len != 3 || v < 100 || v > 599) {
+            report_mark(c, item->start_mark, "%s: bad status code %s (expected 100..599)", path,
+                        quote(&q, s, len));
+            continue;
+        }
+        out[(*nout)++] = (uint16_t)v;
+    }
+}
+
+static void parse_fail_status(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                              const char *path, void *base)
+{
+    SL_UNUSED(f);
+    sl_service_conf_t *s = base;
+    parse_status_list(c, val, path, s->fail_status, &s->nfail_status);
+}
+
+static void parse_expect_status(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                                const char *path, void *base)
+{
+    SL_UNUSED(f);
+    sl_health_conf_t *h = base;
+    parse_status_list(c, val, path, h->expect_status, &h->nexpect);
+}
+
+/* hash_key: ip | path | header:NAME | cookie:NAME */
+static void parse_hash_key(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                           const char *path, void *base)
+{
+    SL_UNUSED(f);
+    sl_service_conf_t *s = base;
+    const char *v;
+    size_t len;
+    quoted_t q;
+    if (!get_scalar(c, val, path, "a hash key", &v, &len))
+        return;
+    const char *name = NULL;
+    size_t nlen = 0;
+    if (len == 2 && memcmp(v, "ip", 2) == 0) {
+        s->hash_key = SL_HASH_IP;
+    } else if (len == 4 && memcmp(v, "path", 4) == 0) {
+        s->hash_key = SL_HASH_PATH;
+    } else if (len > 7 && memcmp(v, "header:", 7) == 0) {
+        s->hash_key = SL_HASH_HEADER;
+        name = v + 7;
+        nlen = len - 7;
+    } else if (len > 7 && memcmp(v, "cookie:", 7) == 0) {
+        s->hash_key = SL_HASH_COOKIE;
+        name = v + 7;
+        nlen = len - 7;
+    } else {
+        report_mark(c, val->start_mark,
+                    "%s: unknown value %s (expected ip, path, header:NAME or cookie:NAME)", path,
+                    quote(&q, v, len));
+        return;
+    }
+    if (name) {
+        for (size_t i = 0; i < nlen; i++)
+            if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+                  (name[i] >= '0' && name[i] <= '9') || name[i] == '-' || name[i] == '_')) {
+                report_mark(c, val->start_mark, "%s: bad name %s", path, quote(&q, name, nlen));
+                return;
+            }
+        free(s->hash_key_name);
+        s->hash_key_name = dup_bytes(c, name, nlen);
+    }
+}
+
+static const char *check_health_path(const char *s, size_t len)
+{
+    if (len == 0 || s[0] != '/')
+        return "must start with '/'";
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+            return "must not contain spaces or control bytes";
+    return NULL;
+}
+
+static const struct field health_fields[] = {
+    FLD_STRING("path", sl_health_conf_t, path, 0, check_health_path),
+    FLD_DURATION("interval", sl_health_conf_t, interval_ms, 10),
+    FLD_DURATION("timeout", sl_health_conf_t, timeout_ms, 1),
+    FLD_UINT("fails", sl_health_conf_t, fails, 0, 1, 100),
+    FLD_UINT("passes", sl_health_conf_t, passes, 0, 1, 100),
+    FLD_CUSTOM("expect_status", 0, parse_expect_status),
+};
+static const struct table health_table = {TABLE(health_fields), .line_offset = NO_OFFSET};
+
+static void parse_health_check(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                               const char *path, void *base)
+{
+    SL_UNUSED(f);
+    sl_service_conf_t *s = base;
+    s->health.enabled = 1;
+    parse_table(c, val, path, &health_table, &s->health, &c->key->start_mark);
+}
+
+static const struct field retry_budget_fields[] = {
+    FLD_UINT("percent", sl_service_conf_t, retry_budget_percent, 0, 0, 100),
+    FLD_UINT("min_concurrency", sl_service_conf_t, retry_budget_min, 0, 0, 100000),
+};
+static const struct table retry_budget_table = {TABLE(retry_budget_fields),
+                                                .line_offset = NO_OFFSET};
 
 static const struct field service_fields[] = {
     FLD_ENUM("balance", sl_service_conf_t, balance, balance_names),
     FLD_UINT("keepalive", sl_service_conf_t, keepalive, 0, 0, 10000),
     FLD_TABLE("timeouts", 0, &timeouts_table, 0),
     FLD_UINT("retries", sl_service_conf_t, retries, 0, 0, 10),
+    FLD_METHODS("retry_methods", sl_service_conf_t, retry_methods, method_names),
+    FLD_TABLE("retry_budget", 0, &retry_budget_table, 0),
+    FLD_CUSTOM("fail_on_status", 0, parse_fail_status),
+    FLD_CUSTOM("hash_key", 0, parse_hash_key),
     FLD_LIST("servers", sl_service_conf_t, servers, nservers, &server_table,
              F_REQUIRED | F_NONEMPTY, MAX_ENTRIES),
-    FLD_LATER("read_servers"),
-    FLD_LATER("read_your_writes"),
-    FLD_LATER("health_check"),
+    FLD_LIST("read_servers", sl_service_conf_t, read_servers, nread_servers, &server_table,
+             F_NONEMPTY, MAX_ENTRIES),
+    FLD_DURATION("read_your_writes", sl_service_conf_t, read_your_writes_ms, 0),
+    FLD_CUSTOM("health_check", 0, parse_health_check),
     FLD_LATER("autoscale"),
 };
 static const struct table service_table = {TABLE(service_fields),
@@ -1758,6 +1904,9 @@ void sl_config_free(sl_config_t *cfg)
     for (uint32_t i = 0; cfg->services && i < cfg->nservices; i++) {
         free(cfg->services[i].name);
         free(cfg->services[i].servers);
+        free(cfg->services[i].read_servers);
+        free(cfg->services[i].hash_key_name);
+        free(cfg->services[i].health.path);
     }
     free(cfg->services);
     for (uint32_t i = 0; cfg->routes && i < cfg->nroutes; i++) {

@@ -32,6 +32,23 @@ typedef struct sl_server_conf {
 
 enum sl_balance { SL_BALANCE_ROUND_ROBIN = 0, SL_BALANCE_LEAST_CONN, SL_BALANCE_RANDOM_TWO, SL_BALANCE_HASH };
 
+/* hash_key: what `balance: hash` hashes. */
+enum sl_hash_key { SL_HASH_IP = 0, SL_HASH_HEADER, SL_HASH_PATH, SL_HASH_COOKIE };
+
+#define SL_CONF_MAX_STATUS 16
+
+/* health_check: active checks from the control thread. enabled = 0 when absent. */
+typedef struct sl_health_conf {
+    int enabled;
+    char *path;            /* default "/health" */
+    uint64_t interval_ms;  /* default 10s */
+    uint64_t timeout_ms;   /* default 2s */
+    uint32_t fails;        /* consecutive failures that take a server out; default 3 */
+    uint32_t passes;       /* consecutive successes that bring one (back) in; default 2 */
+    uint16_t expect_status[SL_CONF_MAX_STATUS]; /* none listed: any 2xx or 3xx */
+    uint32_t nexpect;
+} sl_health_conf_t;
+
 typedef struct sl_service_conf {
     char *name;                /* the key under services: */
     int balance;               /* enum sl_balance; default round_robin */
@@ -40,8 +57,21 @@ typedef struct sl_service_conf {
     uint64_t send_ms;          /* timeouts.send, default 60s */
     uint64_t read_ms;          /* timeouts.read, default 60s */
     uint32_t retries;          /* default 0 */
+    uint32_t retry_methods;    /* SL_METHOD_BIT set retried after bytes were sent;
+                                * default GET, HEAD, OPTIONS (PUT, DELETE when listed) */
+    uint32_t retry_budget_percent;  /* retry_budget.percent, default 20 */
+    uint32_t retry_budget_min;      /* retry_budget.min_concurrency, default 3 */
+    uint16_t fail_status[SL_CONF_MAX_STATUS]; /* fail_on_status: answers that count as a
+                                               * failure for max_fails; default 502 503 504 */
+    uint32_t nfail_status;
+    int hash_key;              /* enum sl_hash_key; default ip */
+    char *hash_key_name;       /* header or cookie name for SL_HASH_HEADER/COOKIE */
     sl_server_conf_t *servers; /* at least one */
     uint32_t nservers;
+    sl_server_conf_t *read_servers; /* read replicas: GET/HEAD/OPTIONS go here */
+    uint32_t nread_servers;
+    uint64_t read_your_writes_ms;   /* 0 = off */
+    sl_health_conf_t health;
     int line, col;             /* where the service was declared (for later errors) */
 } sl_service_conf_t;
 

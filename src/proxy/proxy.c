@@ -28,6 +28,7 @@ enum {
     E_NEXT,
     E_DOWN,
     E_NOSERVER,
+    E_BUDGET,
     E__COUNT
 };
 
@@ -45,13 +46,17 @@ typedef struct px {
     int64_t resp_left;
     sl_chunked_t rch;
     uint64_t sent_ns, first_byte_ns;
-    uint64_t exclude;
+    sl_pool_t *pool;          /* the pool p->server came from */
+    sl_pick_t pick;           /* servers tried so far, the request's hash */
     uint8_t state;
     uint8_t resp_kind;
     uint8_t head_parsed : 1, rechunk : 1, close_after : 1, req_done : 1, writing : 1,
         client_paused : 1, up_paused : 1, reused : 1;
     uint8_t retried : 1, got_bytes : 1, upgrade : 1, extra : 1, req_chunked : 1, rebuild : 1;
     uint8_t attempts; /* retries on other servers so far */
+    uint8_t trial : 1;       /* p->server's trial request after a down period is ours */
+    uint8_t counted : 1;     /* counted in svc->active */
+    uint8_t retrying : 1;    /* counted in svc->active_retries */
     sl_http_response_t resp;
 } px_t;
 
@@ -68,7 +73,8 @@ static size_t error_labels(uint64_t key, char *out, size_t cap, void *arg)
 {
     (void)arg;
     static const char *names[] = {"connect", "timeout",     "bad_response", "reset",
-                                  "retry",   "next_server", "marked_down", "no_server"};
+                                  "retry",   "next_server", "marked_down", "no_server",
+                                  "retry_budget_exhausted"};
     int n = snprintf(out, cap, "kind=\"%s\"", key < E__COUNT ? names[key] : "other");
     return n > 0 ? (size_t)n : 0;
 }
@@ -80,7 +86,8 @@ void sl_proxy_metrics_register(void)
                                   "reset; retry = re-sent on a fresh connection to the same "
                                   "server; next_server = re-sent to another server "
                                   "(retries); marked_down = a server taken out by max_fails; "
-                                  "no_server = every server down or tried.",
+                                  "no_server = every server down or tried; "
+                                  "retry_budget_exhausted = a retry refused by the budget.",
                                   error_labels, NULL);
 }
 
@@ -247,7 +254,7 @@ static sl_buf_t *build_request(px_t *p)
         if (r->host.len)
             put(&w, r->host.p, r->host.len);
         else
-            put(&w, p->server->conf->addr.text, strlen(p->server->conf->addr.text));
+            put(&w, p->server->conf.addr.text, strlen(p->server->conf.addr.text));
         PUTS(&w, "\r\n");
     }
     PUTS(&w, "X-Forwarded-For: ");
@@ -351,23 +358,156 @@ static void attach(px_t *p, sl_upconn_t *u)
     sl_upconn_read(u, up_alloc, up_read);
 }
 
-static int idempotent(const px_t *p)
+static int retryable_method(const px_t *p)
 {
-    int m = p->x->req.method_id;
-    return m == SL_M_GET || m == SL_M_HEAD || m == SL_M_OPTIONS;
+    return (p->svc->conf->retry_methods & SL_METHOD_BIT(p->x->req.method_id)) != 0;
 }
 
 static int next_server(px_t *p, int sent);
 
-/* Pick a server (skipping those tried and those marked down), build the request head if
- * it is not queued yet, and get a connection: a pooled one, or a new one. */
+/* Passive health: this attempt on p->server failed. */
+static void server_failed(px_t *p)
+{
+    if (sl_server_fail(p->server, uv_now(&p->x->conn->w->loop), sl_pool_size(p->pool) == 1))
+        count_error(E_DOWN);
+    p->trial = 0; /* its outcome is known */
+}
+
+/* The shared read-your-writes table: client key -> time of its last write, direct-mapped
+ * (a collision only sends someone's reads to the primary for a while: safe). */
+#define RYW_SLOTS 65536
+static uint64_t ryw_table[RYW_SLOTS];
+
+static uint64_t hash_bytes(const char *s, size_t n, uint64_t seed)
+{
+    uint64_t h = 1469598103934665603ull ^ seed;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ull;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return h;
+}
+
+/* Who the client is for read_your_writes: its address (a JWT subject later). */
+static uint64_t client_key(const px_t *p)
+{
+    const sl_conn_t *c = p->x->conn;
+    return hash_bytes(c->peer, c->peer_len, p->svc->index);
+}
+
+static int ryw_recent(const px_t *p, uint64_t now_ms)
+{
+    uint64_t k = client_key(p);
+    uint64_t v = __atomic_load_n(&ryw_table[k & (RYW_SLOTS - 1)], __ATOMIC_RELAXED);
+    /* slot = 16-bit key tag << 48 | 48-bit ms time */
+    if ((v >> 48) != (k >> 48))
+        return 0;
+    return now_ms - (v & 0xffffffffffffull) < p->svc->conf->read_your_writes_ms;
+}
+
+static void ryw_mark(const px_t *p, uint64_t now_ms)
+{
+    uint64_t k = client_key(p);
+    __atomic_store_n(&ryw_table[k & (RYW_SLOTS - 1)],
+                     (k >> 48) << 48 | (now_ms & 0xffffffffffffull), __ATOMIC_RELAXED);
+}
+
+/* The value balance: hash hashes (hash_key), or 0 when the request lacks it. */
+static uint64_t request_hash(const px_t *p)
+{
+    const sl_service_conf_t *sc = p->svc->conf;
+    const sl_http_request_t *r = &p->x->req;
+    switch (sc->hash_key) {
+    case SL_HASH_PATH:
+        return hash_bytes(r->path.p, r->path.len, 0);
+    case SL_HASH_HEADER:
+    case SL_HASH_COOKIE: {
+        size_t nl = strlen(sc->hash_key_name);
+        int cookie = sc->hash_key == SL_HASH_COOKIE;
+        for (unsigned i = 0; i < r->nheaders; i++) {
+            const sl_http_header_t *h = &r->headers[i];
+            if (cookie ? h->id != SL_H_COOKIE
+                       : (h->name_len != nl || strncasecmp(h->name, sc->hash_key_name, nl)))
+                continue;
+            if (!cookie)
+                return hash_bytes(h->value, h->value_len, 0);
+            /* Cookie: a=1; b=2 */
+            const char *v = h->value, *e = h->value + h->value_len;
+            while (v < e) {
+                while (v < e && (*v == ' ' || *v == ';'))
+                    v++;
+                const char *eq = memchr(v, '=', (size_t)(e - v));
+                const char *semi = memchr(v, ';', (size_t)(e - v));
+                if (!semi)
+                    semi = e;
+                if (eq && eq < semi && (size_t)(eq - v) == nl && memcmp(v, sc->hash_key_name, nl) == 0)
+                    return hash_bytes(eq + 1, (size_t)(semi - eq - 1), 0);
+                v = semi;
+            }
+        }
+        return 0;
+    }
+    default:
+        return hash_bytes(p->x->conn->peer, p->x->conn->peer_len, 0);
+    }
+}
+
+/* The pool for this request: reads to the read pool unless the client wrote within
+ * read_your_writes; everything else to the primary. */
+static sl_pool_t *choose_pool(px_t *p, uint64_t now_ms)
+{
+    sl_service_t *svc = p->svc;
+    int m = p->x->req.method_id;
+    int read = m == SL_M_GET || m == SL_M_HEAD || m == SL_M_OPTIONS;
+    if (!read) {
+        if (svc->conf->read_your_writes_ms)
+            ryw_mark(p, now_ms);
+        return &svc->primary;
+    }
+    if (sl_pool_size(&svc->read) == 0)
+        return &svc->primary;
+    if (svc->conf->read_your_writes_ms && ryw_recent(p, now_ms))
+        return &svc->primary;
+    return &svc->read;
+}
+
+/* A usable server: from the request's pool, else (reads) the primary; a server back
+ * from a down period takes only its one trial request. NULL when none. */
+static sl_server_t *pick_server(px_t *p, uint64_t now_ms)
+{
+    p->pick.now_ms = now_ms;
+    for (int pass = 0; pass < 2; pass++) {
+        sl_pool_t *pool = pass == 0 ? choose_pool(p, now_ms) : &p->svc->primary;
+        if (pass == 1 && pool == p->pool)
+            break;
+        p->pool = pool;
+        for (unsigned k = 0; k < SL_MAX_TRIES; k++) {
+            sl_server_t *s = pool->ops->pick(pool, &p->pick);
+            if (!s)
+                break;
+            if (sl_server_claim(s)) {
+                p->trial = __atomic_load_n(&s->down_until_ms, __ATOMIC_RELAXED) != 0;
+                return s;
+            }
+            if (p->pick.ntried < SL_MAX_TRIES) /* its trial is taken: another one */
+                p->pick.tried[p->pick.ntried++] = s;
+            else
+                break;
+        }
+    }
+    return NULL;
+}
+
+/* Pick a server (skipping those tried and those out), build the request head if it is
+ * not queued yet, and get a connection: a pooled one, or a new one. */
 static void px_connect(px_t *p, int fresh)
 {
     sl_worker_t *w = p->x->conn->w;
     if (!p->server) {
-        sl_pool_t *pool = &p->svc->primary;
-        uint64_t mask = p->exclude | sl_pool_down_mask(pool, uv_now(&w->loop));
-        p->server = pool->ops->pick(pool, w->index, mask);
+        p->server = pick_server(p, uv_now(&w->loop));
         if (!p->server) {
             if (p->attempts)
                 fail(p, 502, "no server could be reached", E_NOSERVER);
@@ -376,6 +516,7 @@ static void px_connect(px_t *p, int fresh)
             return;
         }
         __atomic_fetch_add(&p->server->inflight, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&p->server->requests, 1, __ATOMIC_RELAXED);
     }
     if (p->rebuild) {
         sl_buf_t *head = build_request(p);
@@ -400,7 +541,7 @@ static void px_connect(px_t *p, int fresh)
     int err;
     u = sl_upconn_connect(w, p->server, p->svc->conf->connect_ms, on_connect, p, &err);
     if (!u) {
-        sl_log(SL_LOG_WARN, "upstream %s: connect: %s", p->server->conf->addr.text,
+        sl_log(SL_LOG_WARN, "upstream %s: connect: %s", p->server->conf.addr.text,
                uv_strerror(err));
         count_error(E_CONNECT);
         if (!next_server(p, 0))
@@ -421,16 +562,33 @@ static void px_connect(px_t *p, int fresh)
 static int next_server(px_t *p, int sent)
 {
     sl_exchange_t *x = p->x;
-    if (sl_server_fail(p->server, uv_now(&x->conn->w->loop)))
-        count_error(E_DOWN);
-    if (p->attempts >= p->svc->conf->retries || x->response_started)
+    sl_service_t *svc = p->svc;
+    server_failed(p);
+    if (p->attempts >= svc->conf->retries || x->response_started)
         return 0;
-    if (sent && (!idempotent(p) || x->bytes_in || !x->body_done))
+    if (sent && (!retryable_method(p) || x->bytes_in || !x->body_done))
         return 0;
+    /* The retry budget, as Envoy's: retries in flight stay under percent of the
+     * requests in flight (at least min_concurrency), so retries cannot multiply an
+     * outage's load. */
+    if (!p->retrying) {
+        uint64_t active = __atomic_load_n(&svc->active, __ATOMIC_RELAXED);
+        uint64_t allowed = active * svc->conf->retry_budget_percent / 100;
+        if (allowed < svc->conf->retry_budget_min)
+            allowed = svc->conf->retry_budget_min;
+        if (__atomic_add_fetch(&svc->active_retries, 1, __ATOMIC_RELAXED) > allowed) {
+            __atomic_sub_fetch(&svc->active_retries, 1, __ATOMIC_RELAXED);
+            __atomic_add_fetch(&svc->budget_exhausted, 1, __ATOMIC_RELAXED);
+            count_error(E_BUDGET);
+            return 0;
+        }
+        p->retrying = 1;
+    }
+    __atomic_add_fetch(&svc->retries_total, 1, __ATOMIC_RELAXED);
     p->attempts++;
     count_error(E_NEXT);
-    if (p->server->index < 64)
-        p->exclude |= 1ull << p->server->index;
+    if (p->pick.ntried < SL_MAX_TRIES)
+        p->pick.tried[p->pick.ntried++] = p->server;
     sl_upconn_t *u = p->up;
     p->up = NULL;
     if (u)
@@ -455,7 +613,7 @@ static void on_connect(sl_upconn_t *u, int status)
         return;
     }
     if (status < 0) {
-        sl_log(SL_LOG_WARN, "upstream %s: connect: %s", p->server->conf->addr.text,
+        sl_log(SL_LOG_WARN, "upstream %s: connect: %s", p->server->conf.addr.text,
                uv_strerror(status));
         count_error(E_CONNECT);
         if (!next_server(p, 0))
@@ -481,7 +639,7 @@ static void on_timeout(sl_upconn_t *u)
         sl_conn_end(p->x, 0);
         return;
     }
-    sl_log(SL_LOG_WARN, "upstream %s: %s timeout", p->server->conf->addr.text,
+    sl_log(SL_LOG_WARN, "upstream %s: %s timeout", p->server->conf.addr.text,
            p->state == PX_CONNECTING ? "connect" : p->writing ? "send" : "read");
     count_error(E_TIMEOUT);
     if (!p->head_parsed && next_server(p, p->state != PX_CONNECTING))
@@ -833,8 +991,8 @@ static int parse_head(px_t *p)
             return 0;
         }
         if (rc < 0) {
-            sl_log(SL_LOG_WARN, "upstream %s: malformed response", p->server->conf->addr.text);
-            sl_server_fail(p->server, uv_now(&p->x->conn->w->loop));
+            sl_log(SL_LOG_WARN, "upstream %s: malformed response", p->server->conf.addr.text);
+            server_failed(p);
             fail(p, 502, "bad response from upstream", E_BAD_RESPONSE);
             return -1;
         }
@@ -842,7 +1000,7 @@ static int parse_head(px_t *p)
             if ((p->resp.flags & (SL_HF_CHUNKED | SL_HF_TE_OTHER)) && !te_is_chunked(&p->resp)) {
                 /* gzip, chunked (or gzip alone): dropping the hop-by-hop field would
                  * pass encoded bytes on without saying so. */
-                sl_server_fail(p->server, uv_now(&p->x->conn->w->loop));
+                server_failed(p);
                 fail(p, 502, "unsupported transfer coding from upstream", E_BAD_RESPONSE);
                 return -1;
             }
@@ -903,7 +1061,15 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             return;
         pos = (size_t)rc;
         p->head_parsed = 1;
-        sl_server_ok(p->server);
+        /* Passive health also counts answers like 502/503/504 (fail_on_status). */
+        int bad = 0;
+        for (uint32_t i = 0; i < p->svc->conf->nfail_status; i++)
+            bad |= p->resp.status == p->svc->conf->fail_status[i];
+        if (bad)
+            server_failed(p);
+        else
+            sl_server_ok(p->server);
+        p->trial = 0;
         x->status = p->resp.status;
         p->resp_kind = (uint8_t)sl_http1_response_body(&p->resp, x->req.method_id);
         if (p->resp.status == 101)
@@ -991,7 +1157,7 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                 sl_buf_t *own[2] = {hb, b};
                 u->rbuf = NULL;
                 sl_conn_send(x, NULL, 0, own, 2);
-                sl_log(SL_LOG_WARN, "upstream %s: bad chunked body", p->server->conf->addr.text);
+                sl_log(SL_LOG_WARN, "upstream %s: bad chunked body", p->server->conf.addr.text);
                 fail(p, 502, "bad response from upstream", E_BAD_RESPONSE);
                 return;
             }
@@ -1049,5 +1215,24 @@ void sl_proxy_start(sl_exchange_t *x, sl_service_t *svc)
                  r->version == 11;
     p->req_done = x->body_done;
     p->rebuild = 1;
+    p->pick.thread = x->conn->w->index;
+    if (svc->conf->balance == SL_BALANCE_HASH)
+        p->pick.hash = request_hash(p);
+    __atomic_add_fetch(&svc->active, 1, __ATOMIC_RELAXED);
+    p->counted = 1;
     px_connect(p, 0);
+}
+
+void sl_proxy_done(sl_exchange_t *x)
+{
+    px_t *p = PX(x);
+    if (!p->svc)
+        return; /* not a proxied exchange */
+    if (p->counted)
+        __atomic_sub_fetch(&p->svc->active, 1, __ATOMIC_RELAXED);
+    if (p->retrying)
+        __atomic_sub_fetch(&p->svc->active_retries, 1, __ATOMIC_RELAXED);
+    if (p->trial && p->server)
+        sl_server_unclaim(p->server); /* ended without an outcome: let another try */
+    p->counted = p->retrying = p->trial = 0;
 }

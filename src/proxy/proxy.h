@@ -21,6 +21,10 @@ const sl_server_t *sl_proxy_server(const sl_exchange_t *x);
 /* Time from sending to the first response byte, microseconds (0 if none). */
 uint64_t sl_proxy_upstream_us(const sl_exchange_t *x);
 
+/* The exchange is over (the gateway's on_done): release what it counted in shared
+ * state (service in-flight and retry budget, a claimed trial request). */
+void sl_proxy_done(sl_exchange_t *x);
+
 /* Register the proxy's metrics (start-up, before the workers start). */
 void sl_proxy_metrics_register(void);
 

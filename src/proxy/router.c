@@ -59,6 +59,7 @@ int sl_gateway_build(sl_gateway_t *g, sl_config_t *cfg, int nthreads)
                                     "response, by route.",
                                     g->nroutes + 1, route_labels, g);
     sl_proxy_metrics_register();
+    sl_metrics_collector(sl_upstreams_collect, &g->up);
     return g->m_requests && g->m_duration ? 0 : SL_ENOMEM;
 }
 
@@ -177,7 +178,7 @@ static void access_log(sl_exchange_t *x, const sl_gateway_t *g, uint64_t dur_us)
         r->method.p ? r->method.p : "", (int)plen, path, x->status,
         (unsigned long long)x->bytes_out, dur_us / 1000.0,
         x->route >= 0 ? g->routes[x->route].conf->path_prefix : "",
-        sv ? sv->conf->addr.text : "", sv ? sl_proxy_upstream_us(x) / 1000.0 : 0.0);
+        sv ? sv->conf.addr.text : "", sv ? sl_proxy_upstream_us(x) / 1000.0 : 0.0);
     if (n > 0)
         sl_accesslog_append(&x->conn->w->alog, line, (size_t)n < sizeof(line) ? (size_t)n
                                                                                : sizeof(line) - 1);
@@ -190,6 +191,8 @@ void sl_gateway_done(sl_exchange_t *x)
     uint64_t dur_us = x->start_ns ? (uv_hrtime() - x->start_ns) / 1000 : 0;
     if (x->dispatched)
         w->inflight--;
+    if (x->route >= 0 && g->routes[x->route].service)
+        sl_proxy_done(x);
     uint64_t route = x->route >= 0 ? (uint64_t)x->route + 1 : 0;
     sl_counter_add(g->m_requests,
                    route << 24 | (uint64_t)x->req.method_id << 16 | (uint64_t)(x->status & 0xffff),

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../core/log.h"
+#include "../core/metrics.h"
 
 #define IDLE_TIMEOUT_MS 60000 /* idle upstream connections closed after this, as nginx */
 
@@ -24,15 +25,55 @@ typedef struct up_worker {
     sl_upstream_stats_t stats;
 } up_worker_t;
 
+/* Fill slot i of pool from conf and give it the next global id. */
+static sl_server_t *slot_init(sl_upstreams_t *u, sl_pool_t *pool, const sl_server_conf_t *conf,
+                              int read_pool, uint32_t state)
+{
+    uint32_t i = pool->n;
+    sl_server_t *s = &pool->slots[i];
+    memset(s, 0, sizeof(*s));
+    s->conf = *conf;
+    s->index = i;
+    s->read_pool = (uint32_t)read_pool;
+    s->state = state;
+    s->id = u->nservers;
+    u->servers[s->id] = s;
+    __atomic_store_n(&u->nservers, s->id + 1, __ATOMIC_RELEASE);
+    return s;
+}
+
+static int pool_build(sl_upstreams_t *u, sl_pool_t *pool, const sl_service_conf_t *sc,
+                      const sl_server_conf_t *servers, uint32_t n, int read_pool, int nthreads)
+{
+    pool->cap = n ? n + SL_POOL_HEADROOM : 0;
+    pool->nthreads = nthreads;
+    pool->ops = sl_balancer_for(sc->balance);
+    if (!pool->cap)
+        return 0;
+    pool->slots = calloc(pool->cap, sizeof(sl_server_t));
+    if (!pool->slots || !pool->ops)
+        return SL_ENOMEM;
+    /* With active checks a server earns traffic by passing them, at start too. */
+    uint32_t state = sc->health.enabled ? SL_SRV_CHECKING : SL_SRV_UP;
+    for (uint32_t j = 0; j < n; j++) {
+        slot_init(u, pool, &servers[j], read_pool, state);
+        pool->n++;
+    }
+    return pool->ops->init(pool);
+}
+
 int sl_upstreams_build(sl_upstreams_t *u, const sl_config_t *cfg, int nthreads)
 {
     memset(u, 0, sizeof(*u));
     u->nservices = cfg->nservices;
     u->services = calloc(cfg->nservices ? cfg->nservices : 1, sizeof(sl_service_t));
-    uint32_t total = 0;
+    uint32_t cap = 0;
     for (uint32_t i = 0; i < cfg->nservices; i++)
-        total += cfg->services[i].nservers;
-    u->servers = calloc(total ? total : 1, sizeof(sl_server_t *));
+        cap += cfg->services[i].nservers + SL_POOL_HEADROOM +
+               (cfg->services[i].nread_servers ? cfg->services[i].nread_servers + SL_POOL_HEADROOM
+                                               : 0);
+    u->cap = cap;
+    u->servers = calloc(cap ? cap : 1, sizeof(sl_server_t *));
     if (!u->services || !u->servers)
         goto fail;
     for (uint32_t i = 0; i < cfg->nservices; i++) {
@@ -40,19 +81,8 @@ int sl_upstreams_build(sl_upstreams_t *u, const sl_config_t *cfg, int nthreads)
         sl_service_t *s = &u->services[i];
         s->conf = sc;
         s->index = i;
-        s->primary.n = sc->nservers;
-        s->primary.servers = calloc(sc->nservers ? sc->nservers : 1, sizeof(sl_server_t));
-        s->primary.ops = sl_balancer_for(sc->balance);
-        if (!s->primary.servers || !s->primary.ops)
-            goto fail;
-        for (uint32_t j = 0; j < sc->nservers; j++) {
-            sl_server_t *sv = &s->primary.servers[j];
-            sv->conf = &sc->servers[j];
-            sv->index = j;
-            sv->id = u->nservers;
-            u->servers[u->nservers++] = sv;
-        }
-        if (s->primary.ops->init(&s->primary, nthreads))
+        if (pool_build(u, &s->primary, sc, sc->servers, sc->nservers, 0, nthreads) ||
+            pool_build(u, &s->read, sc, sc->read_servers, sc->nread_servers, 1, nthreads))
             goto fail;
     }
     return 0;
@@ -61,17 +91,131 @@ fail:
     return SL_ENOMEM;
 }
 
+static void pool_free(sl_pool_t *p)
+{
+    if (p->ops && p->state)
+        p->ops->destroy(p);
+    free(p->slots);
+}
+
 void sl_upstreams_free(sl_upstreams_t *u)
 {
     for (uint32_t i = 0; u->services && i < u->nservices; i++) {
-        sl_pool_t *p = &u->services[i].primary;
-        if (p->ops && p->state)
-            p->ops->destroy(p);
-        free(p->servers);
+        pool_free(&u->services[i].primary);
+        pool_free(&u->services[i].read);
     }
     free(u->services);
     free(u->servers);
     memset(u, 0, sizeof(*u));
+}
+
+sl_service_t *sl_upstreams_find(sl_upstreams_t *u, const char *name, size_t len)
+{
+    for (uint32_t i = 0; i < u->nservices; i++) {
+        const char *n = u->services[i].conf->name;
+        if (strlen(n) == len && memcmp(n, name, len) == 0)
+            return &u->services[i];
+    }
+    return NULL;
+}
+
+static sl_server_t *pool_find(sl_pool_t *p, const char *addr, size_t len)
+{
+    for (uint32_t i = 0; i < p->n; i++) {
+        sl_server_t *s = &p->slots[i];
+        if (s->state != SL_SRV_REMOVED && strlen(s->conf.addr.text) == len &&
+            memcmp(s->conf.addr.text, addr, len) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+sl_server_t *sl_upstreams_find_server(sl_service_t *svc, const char *addr, size_t len)
+{
+    sl_server_t *s = pool_find(&svc->primary, addr, len);
+    return s ? s : pool_find(&svc->read, addr, len);
+}
+
+const char *sl_server_state_name(uint32_t st)
+{
+    static const char *names[] = {"up", "checking", "draining", "removed"};
+    return st < SL_ARRAY_LEN(names) ? names[st] : "unknown";
+}
+
+void sl_server_set_state(sl_server_t *s, uint32_t st, const char *why)
+{
+    uint32_t old = __atomic_exchange_n(&s->state, st, __ATOMIC_ACQ_REL);
+    if (old == st)
+        return;
+    __atomic_add_fetch(&s->transitions, 1, __ATOMIC_RELAXED);
+    sl_log_info("upstream %s: %s -> %s (%s)", s->conf.addr.text, sl_server_state_name(old),
+                sl_server_state_name(st), why);
+}
+
+int sl_upstreams_add(sl_upstreams_t *u, sl_service_t *svc, int read_pool,
+                     const sl_server_conf_t *conf, sl_server_t **out)
+{
+    sl_pool_t *pool = read_pool ? &svc->read : &svc->primary;
+    if (pool_find(pool, conf->addr.text, strlen(conf->addr.text)))
+        return -17;
+    if (!pool->slots) {
+        /* A read pool the configuration did not have: create it now. */
+        pool->cap = SL_POOL_HEADROOM;
+        pool->nthreads = svc->primary.nthreads;
+        pool->ops = svc->primary.ops;
+        pool->slots = calloc(pool->cap, sizeof(sl_server_t));
+        if (!pool->slots || pool->ops->init(pool)) {
+            free(pool->slots);
+            pool->slots = NULL;
+            pool->cap = 0;
+            return SL_ENOMEM;
+        }
+    }
+    if (pool->n >= pool->cap || u->nservers >= u->cap)
+        return SL_EINVAL;
+    sl_server_t *s =
+        slot_init(u, pool, conf, read_pool, svc->conf->health.enabled ? SL_SRV_CHECKING : SL_SRV_UP);
+    __atomic_store_n(&pool->n, pool->n + 1, __ATOMIC_RELEASE);
+    if (pool->ops->changed)
+        pool->ops->changed(pool);
+    sl_log_info("upstream %s: added to service %s (%s pool, %s)", s->conf.addr.text,
+                svc->conf->name, read_pool ? "read" : "primary", sl_server_state_name(s->state));
+    if (out)
+        *out = s;
+    return 0;
+}
+
+int sl_server_drain(sl_server_t *s)
+{
+    uint32_t st = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+    if (st == SL_SRV_DRAINING || st == SL_SRV_REMOVED)
+        return SL_EINVAL;
+    sl_server_set_state(s, SL_SRV_DRAINING, "drain requested");
+    return 0;
+}
+
+static int pool_tick(sl_pool_t *p)
+{
+    int removed = 0;
+    for (uint32_t i = 0; i < p->n; i++) {
+        sl_server_t *s = &p->slots[i];
+        if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == SL_SRV_DRAINING &&
+            __atomic_load_n(&s->inflight, __ATOMIC_ACQUIRE) == 0) {
+            sl_server_set_state(s, SL_SRV_REMOVED, "drained: no requests in flight");
+            removed++;
+        }
+    }
+    if (removed && p->ops->changed)
+        p->ops->changed(p);
+    return removed;
+}
+
+int sl_upstreams_tick(sl_upstreams_t *u)
+{
+    int removed = 0;
+    for (uint32_t i = 0; i < u->nservices; i++)
+        removed += pool_tick(&u->services[i].primary) + pool_tick(&u->services[i].read);
+    return removed;
 }
 
 int sl_upstream_worker_init(sl_worker_t *w, const sl_upstreams_t *u)
@@ -79,12 +223,12 @@ int sl_upstream_worker_init(sl_worker_t *w, const sl_upstreams_t *u)
     up_worker_t *uw = calloc(1, sizeof(*uw));
     if (!uw)
         return SL_ENOMEM;
-    uw->idle = calloc(u->nservers ? u->nservers : 1, sizeof(idle_list_t));
+    uw->idle = calloc(u->cap ? u->cap : 1, sizeof(idle_list_t));
     if (!uw->idle) {
         free(uw);
         return SL_ENOMEM;
     }
-    uw->nservers = u->nservers;
+    uw->nservers = u->cap;
     w->proxy = uw;
     return 0;
 }
@@ -203,7 +347,7 @@ sl_upconn_t *sl_upconn_connect(sl_worker_t *w, sl_server_t *s, uint64_t timeout_
     u->state = SL_UP_CONNECTING;
     uw->stats.connects++;
     uv_tcp_nodelay(&u->tcp, 1);
-    *err = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&s->conf->addr.ss,
+    *err = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&s->conf.addr.ss,
                           connect_cb);
     if (*err) {
         uw->stats.connect_errors++;
@@ -313,12 +457,25 @@ void sl_upconn_read_stop(sl_upconn_t *u)
     }
 }
 
-int sl_server_fail(sl_server_t *s, uint64_t now_ms)
+int sl_server_fail(sl_server_t *s, uint64_t now_ms, int lone)
 {
-    uint32_t max = s->conf->max_fails;
-    if (max == 0)
+    __atomic_add_fetch(&s->failures, 1, __ATOMIC_RELAXED);
+    uint32_t max = s->conf.max_fails;
+    if (max == 0 || lone)
         return 0;
-    uint64_t window = s->conf->fail_timeout_ms;
+    uint64_t window = s->conf.fail_timeout_ms;
+    uint64_t until = __atomic_load_n(&s->down_until_ms, __ATOMIC_RELAXED);
+    if (until && now_ms >= until) {
+        /* It was out and its trial (or a request racing it) failed: out again at once. */
+        __atomic_store_n(&s->down_until_ms, now_ms + window, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->trial, 0, __ATOMIC_RELEASE);
+        __atomic_add_fetch(&s->transitions, 1, __ATOMIC_RELAXED);
+        sl_log_warn("upstream %s: trial request failed: down for %llums", s->conf.addr.text,
+                    (unsigned long long)window);
+        return 1;
+    }
+    if (until)
+        return 0; /* already out */
     uint64_t start = __atomic_load_n(&s->window_start_ms, __ATOMIC_RELAXED);
     if (now_ms - start >= window) {
         /* A new window; two threads may both reset it, which only loses a count. */
@@ -328,33 +485,114 @@ int sl_server_fail(sl_server_t *s, uint64_t now_ms)
     uint64_t n = __atomic_add_fetch(&s->fails, 1, __ATOMIC_RELAXED);
     if (n < max)
         return 0;
-    uint64_t until = now_ms + window;
-    uint64_t prev = __atomic_exchange_n(&s->down_until_ms, until, __ATOMIC_RELAXED);
+    uint64_t expect = 0;
+    if (!__atomic_compare_exchange_n(&s->down_until_ms, &expect, now_ms + window, 0,
+                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        return 0; /* another thread marked it */
     __atomic_store_n(&s->fails, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&s->window_start_ms, now_ms, __ATOMIC_RELAXED);
-    if (prev <= now_ms) {
-        sl_log_warn("upstream %s: %llu failure(s) within %llums: marked down for %llums",
-                    s->conf->addr.text, (unsigned long long)n, (unsigned long long)window,
-                    (unsigned long long)window);
-        return 1;
-    }
-    return 0;
+    __atomic_add_fetch(&s->transitions, 1, __ATOMIC_RELAXED);
+    sl_log_warn("upstream %s: %llu failure(s) within %llums: down for %llums", s->conf.addr.text,
+                (unsigned long long)n, (unsigned long long)window, (unsigned long long)window);
+    return 1;
 }
 
 void sl_server_ok(sl_server_t *s)
 {
     if (__atomic_load_n(&s->fails, __ATOMIC_RELAXED))
         __atomic_store_n(&s->fails, 0, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&s->down_until_ms, __ATOMIC_RELAXED)) {
+        __atomic_store_n(&s->down_until_ms, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->trial, 0, __ATOMIC_RELEASE);
+        __atomic_add_fetch(&s->transitions, 1, __ATOMIC_RELAXED);
+        sl_log_info("upstream %s: trial request succeeded: back", s->conf.addr.text);
+    }
 }
 
-uint64_t sl_pool_down_mask(const sl_pool_t *p, uint64_t now_ms)
+int sl_server_claim(sl_server_t *s)
 {
-    uint64_t mask = 0;
-    if (p->n == 1)
-        return 0; /* as nginx: a lone server is never considered unavailable */
-    uint32_t n = p->n < 64 ? p->n : 64;
-    for (uint32_t i = 0; i < n; i++)
-        if (__atomic_load_n(&p->servers[i].down_until_ms, __ATOMIC_RELAXED) > now_ms)
-            mask |= 1ull << i;
-    return mask;
+    if (!__atomic_load_n(&s->down_until_ms, __ATOMIC_RELAXED))
+        return 1;
+    uint32_t expect = 0;
+    return __atomic_compare_exchange_n(&s->trial, &expect, 1, 0, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_RELAXED);
+}
+
+void sl_server_unclaim(sl_server_t *s)
+{
+    __atomic_store_n(&s->trial, 0, __ATOMIC_RELEASE);
+}
+
+/* Per-server metrics, read from the shared counters at scrape time (control thread). */
+static void collect_pool(sl_textbuf_t *t, const sl_service_t *svc, const sl_pool_t *p,
+                         const char *family, int which, uint64_t now_ms)
+{
+    uint32_t n = sl_pool_size(p);
+    for (uint32_t i = 0; i < n; i++) {
+        const sl_server_t *s = &p->slots[i];
+        uint32_t st = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+        uint64_t until = __atomic_load_n(&s->down_until_ms, __ATOMIC_RELAXED);
+        uint64_t v = 0;
+        switch (which) {
+        case 0: v = __atomic_load_n(&s->inflight, __ATOMIC_RELAXED); break;
+        case 1: v = __atomic_load_n(&s->requests, __ATOMIC_RELAXED); break;
+        case 2: v = __atomic_load_n(&s->failures, __ATOMIC_RELAXED); break;
+        case 3: v = st == SL_SRV_UP && (!until || now_ms >= until); break;
+        case 4: v = __atomic_load_n(&s->transitions, __ATOMIC_RELAXED); break;
+        case 5: v = __atomic_load_n(&s->hc_checks, __ATOMIC_RELAXED) -
+                    __atomic_load_n(&s->hc_failed, __ATOMIC_RELAXED); break;
+        case 6: v = __atomic_load_n(&s->hc_failed, __ATOMIC_RELAXED); break;
+        }
+        if (which == 3 && st == SL_SRV_REMOVED)
+            continue;
+        sl_text_printf(t, "%s{service=\"%s\",server=\"%s\",pool=\"%s\"%s} %llu\n", family,
+                       svc->conf->name, s->conf.addr.text, s->read_pool ? "read" : "primary",
+                       which == 5 ? ",result=\"ok\"" : which == 6 ? ",result=\"failed\"" : "",
+                       (unsigned long long)v);
+    }
+}
+
+void sl_upstreams_collect(sl_textbuf_t *t, void *arg)
+{
+    const sl_upstreams_t *u = arg;
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"upstream_in_flight", "gauge", "Requests on the server now, all workers."},
+        {"upstream_requests_total", "counter", "Requests sent to the server (each attempt)."},
+        {"upstream_failures_total", "counter",
+         "Failed attempts: connect error, timeout, reset or malformed answer, or a "
+         "fail_on_status answer."},
+        {"upstream_up", "gauge",
+         "1 when the server takes requests: up, not checking, draining or passively down."},
+        {"upstream_state_transitions_total", "counter",
+         "State changes: health checks, passive marks and recoveries, drains."},
+        {"upstream_health_checks_total", "counter", "Active health checks by result."},
+    };
+    uint64_t now_ms = uv_hrtime() / 1000000;
+    for (int f = 0; f < 6; f++) {
+        sl_text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help, fam[f].name,
+                       fam[f].type);
+        for (uint32_t i = 0; i < u->nservices; i++) {
+            const sl_service_t *svc = &u->services[i];
+            for (int which = f; which <= (f == 5 ? 6 : f); which++) {
+                collect_pool(t, svc, &svc->primary, fam[f].name, which, now_ms);
+                collect_pool(t, svc, &svc->read, fam[f].name, which, now_ms);
+            }
+        }
+    }
+    sl_text_printf(t, "# HELP upstream_retries_total Requests re-sent to another server.\n"
+                      "# TYPE upstream_retries_total counter\n");
+    for (uint32_t i = 0; i < u->nservices; i++)
+        sl_text_printf(t, "upstream_retries_total{service=\"%s\"} %llu\n",
+                       u->services[i].conf->name,
+                       (unsigned long long)__atomic_load_n(&u->services[i].retries_total,
+                                                           __ATOMIC_RELAXED));
+    sl_text_printf(t, "# HELP upstream_retry_budget_exhausted_total Retries refused because "
+                      "the service's retry budget was used up.\n"
+                      "# TYPE upstream_retry_budget_exhausted_total counter\n");
+    for (uint32_t i = 0; i < u->nservices; i++)
+        sl_text_printf(t, "upstream_retry_budget_exhausted_total{service=\"%s\"} %llu\n",
+                       u->services[i].conf->name,
+                       (unsigned long long)__atomic_load_n(&u->services[i].budget_exhausted,
+                                                           __ATOMIC_RELAXED));
 }

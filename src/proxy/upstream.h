@@ -18,13 +18,35 @@
 typedef struct sl_upstreams {
     sl_service_t *services;
     uint32_t nservices;
-    sl_server_t **servers; /* every server of every pool, by id */
-    uint32_t nservers;
+    sl_server_t **servers; /* every slot of every pool, by id (cap entries) */
+    uint32_t nservers;     /* atomic: ids handed out */
+    uint32_t cap;          /* total slots: configured servers + headroom per pool */
 } sl_upstreams_t;
 
 /* Build from cfg (which must outlive the result) for nthreads loop threads. */
 int sl_upstreams_build(sl_upstreams_t *u, const sl_config_t *cfg, int nthreads);
 void sl_upstreams_free(sl_upstreams_t *u);
+
+/* Run-time changes. Control thread only; workers see them at their next pick. */
+sl_service_t *sl_upstreams_find(sl_upstreams_t *u, const char *name, size_t len);
+/* Add a server (conf copied) to svc's primary pool, or its read pool when read_pool.
+ * It starts CHECKING when the service has active health checks (it gets traffic after
+ * `passes` good checks), else UP. Returns 0 and *out, or SL_EINVAL (pool full: at most
+ * SL_POOL_HEADROOM added per pool) or -17 (EEXIST: that address is already in the pool
+ * and not removed). */
+int sl_upstreams_add(sl_upstreams_t *u, sl_service_t *svc, int read_pool,
+                     const sl_server_conf_t *conf, sl_server_t **out);
+/* Find a live (not REMOVED) server of svc by its address text ("127.0.0.1:8001"). */
+sl_server_t *sl_upstreams_find_server(sl_service_t *svc, const char *addr, size_t len);
+/* Start draining s: no new requests from now on; it becomes REMOVED once its in-flight
+ * count is 0 (sl_upstreams_tick notices). 0, or SL_EINVAL if already draining/removed. */
+int sl_server_drain(sl_server_t *s);
+/* Control thread, periodically: finish drains whose in-flight reached 0 (logging the
+ * removal). Returns how many servers were removed. */
+int sl_upstreams_tick(sl_upstreams_t *u);
+/* Control thread: move s to state st, counting and logging the transition. */
+void sl_server_set_state(sl_server_t *s, uint32_t st, const char *why);
+const char *sl_server_state_name(uint32_t st);
 
 typedef struct sl_upconn sl_upconn_t;
 typedef void (*sl_upconn_cb)(sl_upconn_t *u, int status);
@@ -71,16 +93,23 @@ void sl_upconn_read_stop(sl_upconn_t *u);
 void sl_upconn_deadline(sl_upconn_t *u, uint64_t ms);
 
 /* Passive health, as nginx's max_fails/fail_timeout: max_fails failures (connect error,
- * timeout, reset or malformed answer before a response) within fail_timeout mark the
- * server down for fail_timeout; then it is eligible again (one failure marks it down
- * again when max_fails is 1). A good response clears the count. Any thread; lock-free.
- * As in nginx, the only server of a pool is never considered down.
- * now_ms is uv_now() of the caller's loop (all loops share the monotonic clock).
- * sl_server_fail returns 1 when this failure marked the server down. */
-int sl_server_fail(sl_server_t *s, uint64_t now_ms);
+ * timeout, reset or malformed answer before a response, and the fail_on_status answers)
+ * within fail_timeout take the server out for fail_timeout; then it gets one trial
+ * request (sl_server_claim): success brings it back (sl_server_ok), failure takes it out
+ * again at once. lone = the server is its pool's only one: as nginx, never taken out.
+ * Any thread; lock-free. now_ms is uv_now() of the caller's loop (all loops share the
+ * monotonic clock). sl_server_fail returns 1 when this failure took the server out. */
+int sl_server_fail(sl_server_t *s, uint64_t now_ms, int lone);
 void sl_server_ok(sl_server_t *s);
-/* Bit i set for every server i (< 64) of the pool that is down at now_ms. */
-uint64_t sl_pool_down_mask(const sl_pool_t *p, uint64_t now_ms);
+/* After a pick: 1 when s may take this request. A server back from a down period takes
+ * one request (its trial) until that one's outcome is known; others get 0 and pick again.
+ * A claimed trial that ends without an outcome (client gone) is given back with unclaim. */
+int sl_server_claim(sl_server_t *s);
+void sl_server_unclaim(sl_server_t *s);
+
+/* Metrics collector (sl_metrics_collector): per-server and per-service upstream series. */
+struct sl_textbuf;
+void sl_upstreams_collect(struct sl_textbuf *t, void *arg);
 
 /* Counters for metrics (per worker, summed at scrape). */
 typedef struct sl_upstream_stats {

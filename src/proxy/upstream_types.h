@@ -1,6 +1,8 @@
 /* upstream_types.h - services, pools and servers as the proxy sees them at run time.
- * Built from the configuration on the control thread and then shared read-only by every
- * worker, except the fields marked atomic. */
+ * Built from the configuration on the control thread and then shared by every worker.
+ * Fields marked atomic change at run time (health, in-flight counts, servers added by
+ * the API or DNS); everything else is written before the workers start or before the
+ * slot is published (pool->n is stored with release after a new slot is filled). */
 #ifndef SL_UPSTREAM_TYPES_H
 #define SL_UPSTREAM_TYPES_H
 
@@ -8,29 +10,56 @@
 
 #include "../core/config.h"
 
+#define SL_POOL_HEADROOM 64 /* slots per pool for servers added at run time */
+#define SL_MAX_TRIES 12     /* servers one request may try (1 + retries, bounded) */
+
+enum sl_server_state {
+    SL_SRV_UP = 0,      /* takes requests (unless passively down: see down_until_ms) */
+    SL_SRV_CHECKING,    /* active health: needs `passes` good checks first (new, or failed) */
+    SL_SRV_DRAINING,    /* removed (API, DNS): no new requests; REMOVED at in-flight 0 */
+    SL_SRV_REMOVED,     /* gone; its slot is never reused */
+};
+
 typedef struct sl_server {
-    const sl_server_conf_t *conf; /* address, weight, max_fails, fail_timeout */
-    uint32_t id;                  /* index into every worker's keep-alive pool table */
-    uint32_t index;               /* position in its pool (exclude bit) */
-    uint64_t inflight;            /* atomic: requests on it now, all workers */
-    uint64_t fails;               /* atomic: failures in the current window (passive health) */
-    uint64_t window_start_ms;     /* atomic: start of the fail_timeout window (uv_now ms) */
-    uint64_t down_until_ms;       /* atomic: marked down until then (uv_now ms); 0 = up */
+    sl_server_conf_t conf;   /* own copy: servers added at run time have no config entry */
+    uint32_t id;             /* global: index into every worker's keep-alive table */
+    uint32_t index;          /* slot in its pool */
+    uint32_t state;          /* atomic: enum sl_server_state */
+    uint32_t read_pool;      /* 1 when the server is in its service's read pool */
+    uint64_t inflight;       /* atomic: requests on it now, all workers */
+    /* passive health (see sl_server_fail) */
+    uint64_t fails;          /* atomic: failures in the current window */
+    uint64_t window_start_ms;/* atomic */
+    uint64_t down_until_ms;  /* atomic: out until then (uv_now ms); 0 = not marked */
+    uint32_t trial;          /* atomic: 1 while the one trial request after down is out */
+    /* active health (control thread writes) */
+    uint32_t hc_ok, hc_fail; /* current streaks */
+    uint64_t hc_checks, hc_failed; /* atomic: totals */
+    int hc_last_status;      /* last check's HTTP status, or a negative libuv error */
+    /* counters for the API and metrics (atomic) */
+    uint64_t requests, failures, transitions;
 } sl_server_t;
 
 struct sl_balancer_ops;
 
 typedef struct sl_pool {
-    sl_server_t *servers;
-    uint32_t n;
+    sl_server_t *slots; /* cap slots; [0, n) are in use (some may be REMOVED) */
+    uint32_t n;         /* atomic: store-release after a slot is filled */
+    uint32_t cap;
     const struct sl_balancer_ops *ops;
-    void *state; /* the balancer's */
+    void *state;        /* the balancer's, sized for cap slots */
+    int nthreads;
 } sl_pool_t;
 
 typedef struct sl_service {
     const sl_service_conf_t *conf;
     uint32_t index;
-    sl_pool_t primary;
+    sl_pool_t primary; /* servers: writes, and reads without read_servers */
+    sl_pool_t read;    /* read_servers (n = 0 when none) */
+    /* retry budget, as Envoy's: retries in flight <= max(min, percent x requests in flight) */
+    uint64_t active;   /* atomic: requests in flight on the service */
+    uint64_t active_retries; /* atomic */
+    uint64_t retries_total, budget_exhausted; /* atomic counters */
 } sl_service_t;
 
 #endif

@@ -690,8 +690,7 @@ static void test_not_supported_yet(void **state)
 {
     (void)state;
     static const char *const top[] = {"redis", "auth", "rate_limits", "cache", "alerts"};
-    static const char *const svc[] = {"read_servers", "read_your_writes", "health_check",
-                                      "autoscale"};
+    static const char *const svc[] = {"autoscale"};
     static const char *const route[] = {"rate_limits", "cache", "static", "require_auth"};
     char yaml[512], msg[128];
 
@@ -715,15 +714,88 @@ static void test_not_supported_yet(void **state)
     }
     expect_error("listen:\n  - {address: 0.0.0.0:443, tls: {cert: c.pem, key: k.pem}}\n", 2, 28,
                  "listen[0].tls is not supported in this build yet");
-    static const char *const balance[] = {"least_conn", "random_two", "hash"};
-    for (size_t i = 0; i < sizeof(balance) / sizeof(balance[0]); i++) {
-        snprintf(yaml, sizeof(yaml),
-                 "services:\n  blog:\n    balance: %s\n    servers: [{address: 1.2.3.4:80}]\n",
-                 balance[i]);
-        snprintf(msg, sizeof(msg), "services.blog.balance: %s is not supported in this build yet",
-                 balance[i]);
-        expect_error(yaml, 3, 14, msg);
-    }
+}
+
+/* The load-balancing keys: balancers, hash_key, retries and their budget, passive
+ * health statuses, read replicas, read_your_writes, active health checks. */
+static void test_balancing_keys(void **state)
+{
+    (void)state;
+    sl_config_t *cfg = load_ok("services:\n"
+                               "  blog:\n"
+                               "    balance: hash\n"
+                               "    hash_key: cookie:session_id\n"
+                               "    retries: 2\n"
+                               "    retry_methods: [GET, PUT, DELETE]\n"
+                               "    retry_budget: {percent: 50, min_concurrency: 5}\n"
+                               "    fail_on_status: [500, 503]\n"
+                               "    servers: [{address: 127.0.0.1:8000}]\n"
+                               "    read_servers: [{address: 127.0.0.1:8100, weight: 2}]\n"
+                               "    read_your_writes: 5s\n"
+                               "    health_check: {path: /ping, interval: 200ms, timeout: 100ms,"
+                               " fails: 2, passes: 3, expect_status: [200, 204]}\n");
+    const sl_service_conf_t *s = &cfg->services[0];
+    assert_int_equal(s->balance, SL_BALANCE_HASH);
+    assert_int_equal(s->hash_key, SL_HASH_COOKIE);
+    assert_string_equal(s->hash_key_name, "session_id");
+    assert_int_equal(s->retry_methods, SL_METHOD_BIT(SL_M_GET) | SL_METHOD_BIT(SL_M_PUT) |
+                                           SL_METHOD_BIT(SL_M_DELETE));
+    assert_int_equal(s->retry_budget_percent, 50);
+    assert_int_equal(s->retry_budget_min, 5);
+    assert_int_equal(s->nfail_status, 2);
+    assert_int_equal(s->fail_status[1], 503);
+    assert_int_equal(s->nread_servers, 1);
+    assert_int_equal(s->read_servers[0].weight, 2);
+    assert_int_equal(s->read_your_writes_ms, 5000);
+    assert_true(s->health.enabled);
+    assert_string_equal(s->health.path, "/ping");
+    assert_int_equal(s->health.interval_ms, 200);
+    assert_int_equal(s->health.timeout_ms, 100);
+    assert_int_equal(s->health.fails, 2);
+    assert_int_equal(s->health.passes, 3);
+    assert_int_equal(s->health.nexpect, 2);
+    assert_int_equal(s->health.expect_status[1], 204);
+    sl_config_free(cfg);
+
+    /* defaults */
+    cfg = load_ok("services:\n  b:\n    balance: least_conn\n"
+                  "    servers: [{address: 127.0.0.1:8000}]\n");
+    s = &cfg->services[0];
+    assert_int_equal(s->balance, SL_BALANCE_LEAST_CONN);
+    assert_int_equal(s->hash_key, SL_HASH_IP);
+    assert_false(s->health.enabled);
+    assert_int_equal(s->health.interval_ms, 10000);
+    assert_int_equal(s->health.fails, 3);
+    assert_int_equal(s->health.passes, 2);
+    assert_int_equal(s->nfail_status, 3);
+    assert_int_equal(s->retry_budget_percent, 20);
+    assert_int_equal(s->retry_methods, SL_METHOD_BIT(SL_M_GET) | SL_METHOD_BIT(SL_M_HEAD) |
+                                           SL_METHOD_BIT(SL_M_OPTIONS));
+    sl_config_free(cfg);
+
+    cfg = load_ok("services:\n  b:\n    fail_on_status: []\n    health_check: {}\n"
+                  "    servers: [{address: 127.0.0.1:8000}]\n");
+    assert_int_equal(cfg->services[0].nfail_status, 0);
+    assert_true(cfg->services[0].health.enabled);
+    sl_config_free(cfg);
+
+#define B "services:\n  b:\n    servers: [{address: 127.0.0.1:8000}]\n"
+    expect_error(B "    hash_key: shoe\n", 4, 15,
+                 "services.b.hash_key: unknown value \"shoe\" (expected ip, path, header:NAME or "
+                 "cookie:NAME)");
+    expect_error(B "    hash_key: \"header:a b\"\n", 4, 15, "services.b.hash_key: bad name \"a b\"");
+    expect_error(B "    fail_on_status: [200, 99]\n", 4, 27,
+                 "services.b.fail_on_status: bad status code \"99\" (expected 100..599)");
+    expect_error(B "    health_check: {path: ping}\n", 4, 26,
+                 "services.b.health_check.path: \"ping\" must start with '/'");
+    expect_error(B "    health_check: {fails: 0}\n", 4, 27,
+                 "services.b.health_check.fails: 0 is out of range (1..100)");
+    expect_error(B "    health_check: {intervl: 1s}\n", 4, 20,
+                 "unknown key \"intervl\" in services.b.health_check");
+    expect_error(B "    read_servers: []\n", 4, 19, "services.b.read_servers: must not be empty");
+    expect_error(B "    retry_budget: {percent: 101}\n", 4, 29,
+                 "services.b.retry_budget.percent: 101 is out of range (0..100)");
+#undef B
 }
 
 static void test_yaml_syntax_errors(void **state)
@@ -947,6 +1019,7 @@ int main(void)
         cmocka_unit_test(test_route_errors),
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_not_supported_yet),
+        cmocka_unit_test(test_balancing_keys),
         cmocka_unit_test(test_yaml_syntax_errors),
         cmocka_unit_test(test_several_errors),
         cmocka_unit_test(test_error_overflow),
