@@ -9,6 +9,7 @@
  * per exchange stays bounded whatever the speed of either side. */
 #include "proxy.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +101,25 @@ static inline void count_error(int kind)
 size_t sl_proxy_state_size(void)
 {
     return sizeof(px_t);
+}
+
+/* A warning about p's server, at most one a second per server (an outage would
+ * otherwise log one line per request). */
+__attribute__((format(printf, 2, 3))) static void warn(const px_t *p, const char *fmt, ...)
+{
+    uint64_t dropped = 0;
+    if (!sl_server_warn_ok(p->server, uv_now(&p->x->conn->w->loop), &dropped))
+        return;
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (dropped)
+        sl_log_warn("upstream %s: %s (%llu similar warnings suppressed)",
+                    p->server->conf.addr.text, msg, (unsigned long long)dropped);
+    else
+        sl_log_warn("upstream %s: %s", p->server->conf.addr.text, msg);
 }
 
 static inline px_t *PX(sl_exchange_t *x)
@@ -541,8 +561,7 @@ static void px_connect(px_t *p, int fresh)
     int err;
     u = sl_upconn_connect(w, p->server, p->svc->conf->connect_ms, on_connect, p, &err);
     if (!u) {
-        sl_log(SL_LOG_WARN, "upstream %s: connect: %s", p->server->conf.addr.text,
-               uv_strerror(err));
+        warn(p, "connect: %s", uv_strerror(err));
         count_error(E_CONNECT);
         if (!next_server(p, 0))
             fail(p, 502, "upstream unreachable", E_COUNTED);
@@ -613,8 +632,7 @@ static void on_connect(sl_upconn_t *u, int status)
         return;
     }
     if (status < 0) {
-        sl_log(SL_LOG_WARN, "upstream %s: connect: %s", p->server->conf.addr.text,
-               uv_strerror(status));
+        warn(p, "connect: %s", uv_strerror(status));
         count_error(E_CONNECT);
         if (!next_server(p, 0))
             fail(p, 502, "upstream unreachable", E_COUNTED);
@@ -639,8 +657,7 @@ static void on_timeout(sl_upconn_t *u)
         sl_conn_end(p->x, 0);
         return;
     }
-    sl_log(SL_LOG_WARN, "upstream %s: %s timeout", p->server->conf.addr.text,
-           p->state == PX_CONNECTING ? "connect" : p->writing ? "send" : "read");
+    warn(p, "%s timeout", p->state == PX_CONNECTING ? "connect" : p->writing ? "send" : "read");
     count_error(E_TIMEOUT);
     if (!p->head_parsed && next_server(p, p->state != PX_CONNECTING))
         return;
@@ -991,7 +1008,7 @@ static int parse_head(px_t *p)
             return 0;
         }
         if (rc < 0) {
-            sl_log(SL_LOG_WARN, "upstream %s: malformed response", p->server->conf.addr.text);
+            warn(p, "malformed response");
             server_failed(p);
             fail(p, 502, "bad response from upstream", E_BAD_RESPONSE);
             return -1;
@@ -1157,7 +1174,7 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                 sl_buf_t *own[2] = {hb, b};
                 u->rbuf = NULL;
                 sl_conn_send(x, NULL, 0, own, 2);
-                sl_log(SL_LOG_WARN, "upstream %s: bad chunked body", p->server->conf.addr.text);
+                warn(p, "bad chunked body");
                 fail(p, 502, "bad response from upstream", E_BAD_RESPONSE);
                 return;
             }

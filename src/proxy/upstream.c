@@ -148,8 +148,31 @@ void sl_server_set_state(sl_server_t *s, uint32_t st, const char *why)
     if (old == st)
         return;
     __atomic_add_fetch(&s->transitions, 1, __ATOMIC_RELAXED);
+    if (st == SL_SRV_UP) {
+        /* Active checks vouch for it: forget passive marks (as Envoy un-ejects a host on
+         * a passing check), or it would stay out up to fail_timeout more. */
+        __atomic_store_n(&s->fails, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->down_until_ms, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->trial, 0, __ATOMIC_RELEASE);
+    }
     sl_log_info("upstream %s: %s -> %s (%s)", s->conf.addr.text, sl_server_state_name(old),
                 sl_server_state_name(st), why);
+}
+
+int sl_server_warn_ok(sl_server_t *s, uint64_t now_ms, uint64_t *dropped)
+{
+    uint64_t last = __atomic_load_n(&s->last_warn_ms, __ATOMIC_RELAXED);
+    if (last && now_ms - last < 1000) {
+        __atomic_add_fetch(&s->warns_dropped, 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    if (!__atomic_compare_exchange_n(&s->last_warn_ms, &last, now_ms ? now_ms : 1, 0,
+                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        __atomic_add_fetch(&s->warns_dropped, 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    *dropped = __atomic_exchange_n(&s->warns_dropped, 0, __ATOMIC_RELAXED);
+    return 1;
 }
 
 int sl_upstreams_add(sl_upstreams_t *u, sl_service_t *svc, int read_pool,

@@ -47,6 +47,9 @@ int sl_upstreams_tick(sl_upstreams_t *u);
 /* Control thread: move s to state st, counting and logging the transition. */
 void sl_server_set_state(sl_server_t *s, uint32_t st, const char *why);
 const char *sl_server_state_name(uint32_t st);
+/* Rate limit for per-request warnings about s (connect refused, timeouts): 1 at most
+ * once a second per server, with *dropped = warnings suppressed since the last one. */
+int sl_server_warn_ok(sl_server_t *s, uint64_t now_ms, uint64_t *dropped);
 
 typedef struct sl_upconn sl_upconn_t;
 typedef void (*sl_upconn_cb)(sl_upconn_t *u, int status);

@@ -36,6 +36,8 @@ typedef struct sl_server {
     uint32_t hc_ok, hc_fail; /* current streaks */
     uint64_t hc_checks, hc_failed; /* atomic: totals */
     int hc_last_status;      /* last check's HTTP status, or a negative libuv error */
+    uint64_t last_warn_ms;   /* atomic: when a per-request warning was last logged */
+    uint64_t warns_dropped;  /* atomic: warnings not logged since (rate limit) */
     /* counters for the API and metrics (atomic) */
     uint64_t requests, failures, transitions;
 } sl_server_t;
