@@ -56,6 +56,10 @@ extern const sl_balancer_ops_t sl_balance_least_conn;
 extern const sl_balancer_ops_t sl_balance_random_two;
 extern const sl_balancer_ops_t sl_balance_hash;
 
+/* The hash balance: hash uses for keys: fast, well mixed, the same on every machine (not
+ * keyed, so gateways sharing servers agree). Any thread. */
+uint64_t sl_hash_bytes(const void *p, size_t n);
+
 /* The ops for a configured enum sl_balance value, or NULL if not built. */
 const sl_balancer_ops_t *sl_balancer_for(int balance);
 

@@ -9,8 +9,6 @@
 
 #include "balance.h"
 
-/* To move to balance.h (the proxy computes sl_pick_t.hash with it). */
-uint64_t sl_hash_bytes(const void *p, size_t n);
 
 #define EMPTY UINT32_MAX
 #define GRACE_MS 10000 /* a retired table is freed once it is this old */

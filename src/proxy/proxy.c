@@ -398,24 +398,11 @@ static void server_failed(px_t *p)
 #define RYW_SLOTS 65536
 static uint64_t ryw_table[RYW_SLOTS];
 
-static uint64_t hash_bytes(const char *s, size_t n, uint64_t seed)
-{
-    uint64_t h = 1469598103934665603ull ^ seed;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return h;
-}
-
 /* Who the client is for read_your_writes: its address (a JWT subject later). */
 static uint64_t client_key(const px_t *p)
 {
     const sl_conn_t *c = p->x->conn;
-    return hash_bytes(c->peer, c->peer_len, p->svc->index);
+    return sl_hash_bytes(c->peer, c->peer_len) ^ ((uint64_t)p->svc->index * 0x9E3779B97F4A7C15ull);
 }
 
 static int ryw_recent(const px_t *p, uint64_t now_ms)
@@ -435,14 +422,16 @@ static void ryw_mark(const px_t *p, uint64_t now_ms)
                      (k >> 48) << 48 | (now_ms & 0xffffffffffffull), __ATOMIC_RELAXED);
 }
 
-/* The value balance: hash hashes (hash_key), or 0 when the request lacks it. */
+/* The value balance: hash hashes (hash_key). A request without the header or cookie
+ * hashes its client address, so such requests still spread (as HAProxy falls back). */
 static uint64_t request_hash(const px_t *p)
 {
     const sl_service_conf_t *sc = p->svc->conf;
     const sl_http_request_t *r = &p->x->req;
+    const sl_conn_t *c = p->x->conn;
     switch (sc->hash_key) {
     case SL_HASH_PATH:
-        return hash_bytes(r->path.p, r->path.len, 0);
+        return sl_hash_bytes(r->path.p, r->path.len); /* the query is not part of it */
     case SL_HASH_HEADER:
     case SL_HASH_COOKIE: {
         size_t nl = strlen(sc->hash_key_name);
@@ -453,7 +442,7 @@ static uint64_t request_hash(const px_t *p)
                        : (h->name_len != nl || strncasecmp(h->name, sc->hash_key_name, nl)))
                 continue;
             if (!cookie)
-                return hash_bytes(h->value, h->value_len, 0);
+                return sl_hash_bytes(h->value, h->value_len);
             /* Cookie: a=1; b=2 */
             const char *v = h->value, *e = h->value + h->value_len;
             while (v < e) {
@@ -463,15 +452,16 @@ static uint64_t request_hash(const px_t *p)
                 const char *semi = memchr(v, ';', (size_t)(e - v));
                 if (!semi)
                     semi = e;
-                if (eq && eq < semi && (size_t)(eq - v) == nl && memcmp(v, sc->hash_key_name, nl) == 0)
-                    return hash_bytes(eq + 1, (size_t)(semi - eq - 1), 0);
+                if (eq && eq < semi && (size_t)(eq - v) == nl &&
+                    memcmp(v, sc->hash_key_name, nl) == 0)
+                    return sl_hash_bytes(eq + 1, (size_t)(semi - eq - 1));
                 v = semi;
             }
         }
-        return 0;
+        return sl_hash_bytes(c->peer, c->peer_len);
     }
     default:
-        return hash_bytes(p->x->conn->peer, p->x->conn->peer_len, 0);
+        return sl_hash_bytes(c->peer, c->peer_len);
     }
 }
 

@@ -35,6 +35,7 @@ static sl_server_t *slot_init(sl_upstreams_t *u, sl_pool_t *pool, const sl_serve
     s->conf = *conf;
     s->index = i;
     s->read_pool = (uint32_t)read_pool;
+    s->pool = pool;
     s->state = state;
     s->id = u->nservers;
     u->servers[s->id] = s;
@@ -214,6 +215,9 @@ int sl_server_drain(sl_server_t *s)
     if (st == SL_SRV_DRAINING || st == SL_SRV_REMOVED)
         return SL_EINVAL;
     sl_server_set_state(s, SL_SRV_DRAINING, "drain requested");
+    /* Rebuild now (the hash table moves its keys once, not again at REMOVED). */
+    if (s->pool && s->pool->ops->changed)
+        s->pool->ops->changed(s->pool);
     return 0;
 }
 

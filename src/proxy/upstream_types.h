@@ -26,6 +26,7 @@ typedef struct sl_server {
     uint32_t index;          /* slot in its pool */
     uint32_t state;          /* atomic: enum sl_server_state */
     uint32_t read_pool;      /* 1 when the server is in its service's read pool */
+    struct sl_pool *pool;    /* the pool it is a slot of */
     uint64_t inflight;       /* atomic: requests on it now, all workers */
     /* passive health (see sl_server_fail) */
     uint64_t fails;          /* atomic: failures in the current window */
@@ -43,6 +44,7 @@ typedef struct sl_server {
 } sl_server_t;
 
 struct sl_balancer_ops;
+struct sl_pool;
 
 typedef struct sl_pool {
     sl_server_t *slots; /* cap slots; [0, n) are in use (some may be REMOVED) */
