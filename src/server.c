@@ -22,6 +22,7 @@
 #include "core/metrics.h"
 #include "http/conn.h"
 #include "ops/admin.h"
+#include "proxy/discovery.h"
 #include "proxy/health.h"
 #include "proxy/router.h"
 #include "proxy/upstream.h"
@@ -61,6 +62,7 @@ typedef struct server {
      * that the worker is closing (uv_async_send on a closed handle aborts). */
     pthread_mutex_t stop_mu;
     sl_health_t *health;
+    sl_discovery_t *discovery;
     uint64_t start_time;
 } server_t;
 
@@ -226,6 +228,8 @@ static void control_close(server_t *s)
 {
     sl_health_stop(s->health);
     s->health = NULL;
+    sl_discovery_stop(s->discovery);
+    s->discovery = NULL;
     if (s->admin_open)
         uv_close((uv_handle_t *)&s->admin, NULL);
     s->admin_open = 0;
@@ -456,8 +460,9 @@ int sl_server_run(sl_config_t *cfg)
         rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (sl_gateway_build(&s->gw, cfg, s->nworkers + 1)) {
-        sl_log_error("out of memory building the gateway");
+    int grc = sl_gateway_build(&s->gw, cfg, s->nworkers + 1);
+    if (grc) {
+        sl_log_error("cannot start: %s", grc == SL_ENOMEM ? "out of memory" : "see above");
         return 1;
     }
     if (cfg->access_log) {
@@ -550,6 +555,7 @@ int sl_server_run(sl_config_t *cfg)
         }
     }
     s->health = sl_health_start(&ctl->loop, &s->gw.up);
+    s->discovery = sl_discovery_start(&ctl->loop, &s->gw.up);
     char addrs[512] = "";
     size_t off = 0;
     for (uint32_t j = 0; j < cfg->nlisten && off < sizeof(addrs) - 70; j++)

@@ -1286,8 +1286,47 @@ static void server_defaults(void *item)
     s->fail_timeout_ms = 10000;
 }
 
+/* A server address: IP:port, or NAME:port (resolved off the worker loops: once at
+ * start-up, or every `resolve` when set). */
+static void parse_server_address(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                                 const char *path, void *base)
+{
+    SL_UNUSED(f);
+    sl_server_conf_t *s = base;
+    const char *v;
+    size_t len;
+    quoted_t q;
+    if (!get_scalar(c, val, path, "an address", &v, &len))
+        return;
+    if (sl_parse_addr(v, len, &s->addr) == 0)
+        return;
+    const char *colon = memchr(v, ':', len);
+    size_t hl = colon ? (size_t)(colon - v) : 0;
+    int ok = colon && hl > 0 && hl <= 253 && v[0] != '[';
+    for (size_t i = 0; ok && i < hl; i++)
+        ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') ||
+             (v[i] >= '0' && v[i] <= '9') || v[i] == '-' || v[i] == '.';
+    unsigned port = 0;
+    size_t plen = colon ? len - hl - 1 : 0;
+    for (size_t i = 0; ok && i < plen; i++) {
+        ok = colon[1 + i] >= '0' && colon[1 + i] <= '9' && i < 5;
+        port = port * 10 + (unsigned)(colon[1 + i] - '0');
+    }
+    if (!ok || plen == 0 || port == 0 || port > 65535) {
+        report_mark(c, val->start_mark,
+                    "%s: bad address %s (expected IPv4:port, [IPv6]:port or name:port)", path,
+                    quote(&q, v, len));
+        return;
+    }
+    memset(&s->addr, 0, sizeof(s->addr));
+    free(s->host);
+    s->host = dup_bytes(c, v, hl);
+    s->port = (uint16_t)port;
+}
+
 static const struct field server_fields[] = {
-    FLD_ADDR("address", sl_server_conf_t, addr, F_REQUIRED),
+    FLD_CUSTOM("address", F_REQUIRED, parse_server_address),
+    FLD_DURATION("resolve", sl_server_conf_t, resolve_ms, 100),
     FLD_UINT("weight", sl_server_conf_t, weight, 0, 1, 1000),
     FLD_UINT("max_fails", sl_server_conf_t, max_fails, 0, 0, 1000),
     FLD_DURATION("fail_timeout", sl_server_conf_t, fail_timeout_ms, 1),
@@ -1903,6 +1942,11 @@ void sl_config_free(sl_config_t *cfg)
         return;
     for (uint32_t i = 0; cfg->services && i < cfg->nservices; i++) {
         free(cfg->services[i].name);
+        for (uint32_t j = 0; cfg->services[i].servers && j < cfg->services[i].nservers; j++)
+            free(cfg->services[i].servers[j].host);
+        for (uint32_t j = 0; cfg->services[i].read_servers && j < cfg->services[i].nread_servers;
+             j++)
+            free(cfg->services[i].read_servers[j].host);
         free(cfg->services[i].servers);
         free(cfg->services[i].read_servers);
         free(cfg->services[i].hash_key_name);
@@ -1919,4 +1963,29 @@ void sl_config_free(sl_config_t *cfg)
     free(cfg->access_log);
     free(cfg->path);
     free(cfg);
+}
+
+int sl_addr_from_sockaddr(sl_addr_t *out, const struct sockaddr *sa, uint16_t port)
+{
+    char ip[INET6_ADDRSTRLEN];
+    memset(out, 0, sizeof(*out));
+    if (sa->sa_family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&out->ss;
+        *sin = *(const struct sockaddr_in *)sa;
+        sin->sin_port = htons(port);
+        out->len = sizeof(*sin);
+        inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip));
+        snprintf(out->text, sizeof(out->text), "%s:%u", ip, port);
+        return 0;
+    }
+    if (sa->sa_family == AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->ss;
+        *sin6 = *(const struct sockaddr_in6 *)sa;
+        sin6->sin6_port = htons(port);
+        out->len = sizeof(*sin6);
+        inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip));
+        snprintf(out->text, sizeof(out->text), "[%s]:%u", ip, port);
+        return 0;
+    }
+    return SL_EINVAL;
 }

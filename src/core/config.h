@@ -24,7 +24,10 @@ typedef struct sl_addr {
 } sl_addr_t;
 
 typedef struct sl_server_conf {
-    sl_addr_t addr;
+    sl_addr_t addr;           /* unset (addr.len 0) when the address is a host name */
+    char *host;               /* "backend.default.svc:8080" written as a name: the name */
+    uint16_t port;            /* ... and its port */
+    uint64_t resolve_ms;      /* resolve: re-resolve the name this often; 0 = once at start */
     uint32_t weight;          /* default 1, 1..1000 */
     uint32_t max_fails;       /* default 1 (nginx); 0 = never mark down */
     uint64_t fail_timeout_ms; /* default 10s */
@@ -145,5 +148,8 @@ void sl_config_free(sl_config_t *cfg);
 int sl_parse_duration(const char *s, size_t len, uint64_t *out_ms);
 int sl_parse_size(const char *s, size_t len, uint64_t *out_bytes);
 int sl_parse_addr(const char *s, size_t len, sl_addr_t *out);
+/* out = sa's IP with port (a resolver's answer); text "ip:port" or "[ip6]:port".
+ * 0, or SL_EINVAL for a family other than IPv4/IPv6. */
+int sl_addr_from_sockaddr(sl_addr_t *out, const struct sockaddr *sa, uint16_t port);
 
 #endif

@@ -4,6 +4,8 @@
  * request is rarely sent on a dead connection (proxy.c retries the rest). */
 #include "upstream.h"
 
+#include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,23 +45,119 @@ static sl_server_t *slot_init(sl_upstreams_t *u, sl_pool_t *pool, const sl_serve
     return s;
 }
 
+/* Resolve a configured name now, blocking: only at start-up, before any worker runs
+ * (as nginx resolves upstream names when it loads its configuration). Appends one
+ * entry per address to *out. Returns the count, or a negative EAI_ code. */
+static int resolve_now(const sl_server_conf_t *conf, sl_server_conf_t **out, uint32_t *n,
+                       uint32_t *cap)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(conf->host, NULL, &hints, &res);
+    if (rc)
+        return rc < 0 ? rc : -rc;
+    int added = 0;
+    for (struct addrinfo *ai = res; ai && added < SL_MAX_RESOLVED; ai = ai->ai_next) {
+        sl_server_conf_t c = *conf;
+        if (sl_addr_from_sockaddr(&c.addr, ai->ai_addr, conf->port))
+            continue;
+        int dup = 0;
+        for (uint32_t k = 0; k < *n; k++)
+            dup |= strcmp((*out)[k].addr.text, c.addr.text) == 0;
+        if (dup)
+            continue;
+        if (*n == *cap) {
+            uint32_t ncap = *cap ? *cap * 2 : 8;
+            sl_server_conf_t *m = realloc(*out, ncap * sizeof(*m));
+            if (!m)
+                break;
+            *out = m;
+            *cap = ncap;
+        }
+        (*out)[(*n)++] = c;
+        added++;
+    }
+    freeaddrinfo(res);
+    return added;
+}
+
+/* The configured servers with names expanded to their addresses: *out (caller frees)
+ * and origin[i] = the entry each came from. SL_EINVAL when a name that is resolved only
+ * once cannot be resolved (start-up fails, as nginx's "host not found in upstream"). */
+static int expand(const sl_server_conf_t *servers, uint32_t n, sl_server_conf_t **out,
+                  const sl_server_conf_t ***origin, uint32_t *count)
+{
+    uint32_t cap = 0, k = 0;
+    *out = NULL;
+    *origin = NULL;
+    for (uint32_t j = 0; j < n; j++) {
+        uint32_t before = k;
+        if (!servers[j].host) {
+            if (k == cap) {
+                uint32_t ncap = cap ? cap * 2 : 8;
+                sl_server_conf_t *m = realloc(*out, ncap * sizeof(*m));
+                if (!m)
+                    return SL_ENOMEM;
+                *out = m;
+                cap = ncap;
+            }
+            (*out)[k++] = servers[j];
+        } else {
+            int rc = resolve_now(&servers[j], out, &k, &cap);
+            if (rc <= 0) {
+                if (!servers[j].resolve_ms) {
+                    sl_log_error("upstream %s:%u: cannot resolve: %s", servers[j].host,
+                                 servers[j].port, rc ? gai_strerror(-rc) : "no address");
+                    return SL_EINVAL;
+                }
+                sl_log_warn("upstream %s:%u: cannot resolve yet (%s): will retry every %llums",
+                            servers[j].host, servers[j].port, rc ? gai_strerror(-rc) : "no address",
+                            (unsigned long long)servers[j].resolve_ms);
+            }
+        }
+        const sl_server_conf_t **o = realloc(*origin, (cap ? cap : 1) * sizeof(*o));
+        if (!o)
+            return SL_ENOMEM;
+        *origin = o;
+        for (uint32_t i = before; i < k; i++)
+            o[i] = &servers[j];
+    }
+    *count = k;
+    return 0;
+}
+
 static int pool_build(sl_upstreams_t *u, sl_pool_t *pool, const sl_service_conf_t *sc,
                       const sl_server_conf_t *servers, uint32_t n, int read_pool, int nthreads)
 {
-    pool->cap = n ? n + SL_POOL_HEADROOM : 0;
     pool->nthreads = nthreads;
     pool->ops = sl_balancer_for(sc->balance);
-    if (!pool->cap)
+    if (!n)
         return 0;
+    sl_server_conf_t *list;
+    const sl_server_conf_t **origin;
+    uint32_t count = 0;
+    int rc = expand(servers, n, &list, &origin, &count);
+    if (rc || u->nservers + count + SL_POOL_HEADROOM > u->cap) {
+        free(list);
+        free(origin);
+        return rc ? rc : SL_ENOMEM;
+    }
+    pool->cap = count + SL_POOL_HEADROOM;
     pool->slots = calloc(pool->cap, sizeof(sl_server_t));
-    if (!pool->slots || !pool->ops)
+    if (!pool->slots || !pool->ops) {
+        free(list);
+        free(origin);
         return SL_ENOMEM;
+    }
     /* With active checks a server earns traffic by passing them, at start too. */
     uint32_t state = sc->health.enabled ? SL_SRV_CHECKING : SL_SRV_UP;
-    for (uint32_t j = 0; j < n; j++) {
-        slot_init(u, pool, &servers[j], read_pool, state);
+    for (uint32_t j = 0; j < count; j++) {
+        sl_server_t *s = slot_init(u, pool, &list[j], read_pool, state);
+        s->origin = origin[j];
         pool->n++;
     }
+    free(list);
+    free(origin);
     return pool->ops->init(pool);
 }
 
@@ -68,11 +166,12 @@ int sl_upstreams_build(sl_upstreams_t *u, const sl_config_t *cfg, int nthreads)
     memset(u, 0, sizeof(*u));
     u->nservices = cfg->nservices;
     u->services = calloc(cfg->nservices ? cfg->nservices : 1, sizeof(sl_service_t));
+    /* Ids for every slot of every pool: configured entries, the addresses names expand
+     * to (bounded), and the run-time headroom. */
     uint32_t cap = 0;
     for (uint32_t i = 0; i < cfg->nservices; i++)
-        cap += cfg->services[i].nservers + SL_POOL_HEADROOM +
-               (cfg->services[i].nread_servers ? cfg->services[i].nread_servers + SL_POOL_HEADROOM
-                                               : 0);
+        cap += 2 * SL_POOL_HEADROOM +
+               (cfg->services[i].nservers + cfg->services[i].nread_servers) * SL_MAX_RESOLVED;
     u->cap = cap;
     u->servers = calloc(cap ? cap : 1, sizeof(sl_server_t *));
     if (!u->services || !u->servers)
@@ -82,9 +181,13 @@ int sl_upstreams_build(sl_upstreams_t *u, const sl_config_t *cfg, int nthreads)
         sl_service_t *s = &u->services[i];
         s->conf = sc;
         s->index = i;
-        if (pool_build(u, &s->primary, sc, sc->servers, sc->nservers, 0, nthreads) ||
-            pool_build(u, &s->read, sc, sc->read_servers, sc->nread_servers, 1, nthreads))
-            goto fail;
+        int rc = pool_build(u, &s->primary, sc, sc->servers, sc->nservers, 0, nthreads);
+        if (!rc)
+            rc = pool_build(u, &s->read, sc, sc->read_servers, sc->nread_servers, 1, nthreads);
+        if (rc) {
+            sl_upstreams_free(u);
+            return rc;
+        }
     }
     return 0;
 fail:

@@ -12,6 +12,7 @@
 
 #define SL_POOL_HEADROOM 64 /* slots per pool for servers added at run time */
 #define SL_MAX_TRIES 12     /* servers one request may try (1 + retries, bounded) */
+#define SL_MAX_RESOLVED 16  /* addresses one configured name may give at start-up */
 
 enum sl_server_state {
     SL_SRV_UP = 0,      /* takes requests (unless passively down: see down_until_ms) */
@@ -27,6 +28,8 @@ typedef struct sl_server {
     uint32_t state;          /* atomic: enum sl_server_state */
     uint32_t read_pool;      /* 1 when the server is in its service's read pool */
     struct sl_pool *pool;    /* the pool it is a slot of */
+    const sl_server_conf_t *origin; /* the configured entry it came from (a name may give
+                                     * several addresses); NULL when added by the API */
     uint64_t inflight;       /* atomic: requests on it now, all workers */
     /* passive health (see sl_server_fail) */
     uint64_t fails;          /* atomic: failures in the current window */

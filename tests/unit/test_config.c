@@ -795,6 +795,22 @@ static void test_balancing_keys(void **state)
     expect_error(B "    read_servers: []\n", 4, 19, "services.b.read_servers: must not be empty");
     expect_error(B "    retry_budget: {percent: 101}\n", 4, 29,
                  "services.b.retry_budget.percent: 101 is out of range (0..100)");
+    /* Server addresses may be names, resolved off the worker loops. */
+    cfg = load_ok("services:\n  b:\n    servers:\n"
+                  "      - {address: backend.default.svc.cluster.local:8080, resolve: 10s}\n"
+                  "      - {address: 127.0.0.1:81}\n");
+    assert_string_equal(cfg->services[0].servers[0].host, "backend.default.svc.cluster.local");
+    assert_int_equal(cfg->services[0].servers[0].port, 8080);
+    assert_int_equal(cfg->services[0].servers[0].resolve_ms, 10000);
+    assert_int_equal(cfg->services[0].servers[0].addr.len, 0);
+    assert_null(cfg->services[0].servers[1].host);
+    sl_config_free(cfg);
+    expect_error(B "    read_servers: [{address: \"bad name:80\"}]\n", 4, 30,
+                 "services.b.read_servers[0].address: bad address \"bad name:80\" (expected "
+                 "IPv4:port, [IPv6]:port or name:port)");
+    expect_error(B "    read_servers: [{address: name:0}]\n", 4, 30,
+                 "services.b.read_servers[0].address: bad address \"name:0\" (expected "
+                 "IPv4:port, [IPv6]:port or name:port)");
 #undef B
 }
 
@@ -830,7 +846,7 @@ static void test_several_errors(void **state)
                                "services:\n"                              /* 4 */
                                "  blog:\n"                                /* 5 */
                                "    timeouts: {connect: 5x}\n"            /* 6 */
-                               "    servers: [{address: localhost:80}]\n" /* 7 */
+                               "    servers: [{address: local_host:80}]\n" /* 7 */
                                "routes:\n"                                /* 8 */
                                "  - match: {path_prefix: /}\n"            /* 9 */
                                "    service: blgo\n"                      /* 10 */
@@ -849,8 +865,8 @@ static void test_several_errors(void **state)
          "services.blog.timeouts.connect: bad duration \"5x\" (expected e.g. 500ms, "
          "10s, 5m)"},
         {7, 25,
-         "services.blog.servers[0].address: bad address \"localhost:80\": host names "
-         "are not accepted (resolving would block); use an IP address"},
+         "services.blog.servers[0].address: bad address \"local_host:80\" (expected "
+         "IPv4:port, [IPv6]:port or name:port)"},
         {10, 14, "routes[0]: service \"blgo\" is not defined"},
         {11, 5, "routes[1]: missing required key \"service\""},
     };
