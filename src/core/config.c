@@ -256,6 +256,16 @@ __attribute__((format(printf, 4, 0))) static void vreport(conf_ctx_t *c, int lin
     vsnprintf(er->msg, sizeof(er->msg), fmt, ap);
 }
 
+/* An error at a recorded 1-based line and column. */
+__attribute__((format(printf, 4, 5))) static void vreport_at(conf_ctx_t *c, int line, int col,
+                                                             const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(c, line, col, fmt, ap);
+    va_end(ap);
+}
+
 /* An error not tied to a position ("FILE: message"). */
 __attribute__((format(printf, 2, 3))) static void report(conf_ctx_t *c, const char *fmt, ...)
 {
@@ -1525,6 +1535,142 @@ static const struct field match_fields[] = {
 };
 static const struct table match_table = {TABLE(match_fields), .line_offset = NO_OFFSET};
 
+/* An HTTP field name (a token). NULL when fine. */
+static const char *check_header_name(const char *s, size_t len)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    if (len == 0 || len > 128)
+        return "must be 1..128 characters";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              memchr(tchar, ch, sizeof(tchar) - 1)))
+            return "is not a valid header name";
+    }
+    return NULL;
+}
+
+/* A RateLimit policy name: it becomes an sf-string in the RateLimit fields. */
+static const char *check_policy_name(const char *s, size_t len)
+{
+    if (len == 0 || len > 64)
+        return "must be 1..64 characters";
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-' || s[i] == '.'))
+            return "may only contain letters, digits, '_', '-' and '.'";
+    return NULL;
+}
+
+/* true/false (also yes/no, on/off as YAML 1.1 writers produce). */
+static void parse_bool_at(conf_ctx_t *c, yaml_node_t *val, const char *path, int *out)
+{
+    const char *s;
+    size_t len;
+    quoted_t q;
+    if (!get_scalar(c, val, path, "true or false", &s, &len))
+        return;
+    if (bytes_eq(s, len, "true") || bytes_eq(s, len, "yes") || bytes_eq(s, len, "on"))
+        *out = 1;
+    else if (bytes_eq(s, len, "false") || bytes_eq(s, len, "no") || bytes_eq(s, len, "off"))
+        *out = 0;
+    else
+        report_mark(c, val->start_mark, "%s: expected true or false, got %s", path,
+                    quote(&q, s, len));
+}
+
+static void parse_limit_key(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                            const char *path, void *base)
+{
+    SL_UNUSED(f);
+    sl_limit_conf_t *l = base;
+    const char *s;
+    size_t len;
+    quoted_t q;
+    if (!get_scalar(c, val, path, "a key", &s, &len))
+        return;
+    if (bytes_eq(s, len, "ip"))
+        l->key = SL_RLKEY_IP;
+    else if (bytes_eq(s, len, "user"))
+        l->key = SL_RLKEY_USER;
+    else if (bytes_eq(s, len, "route"))
+        l->key = SL_RLKEY_ROUTE;
+    else if (len > 7 && memcmp(s, "header:", 7) == 0 && !check_header_name(s + 7, len - 7)) {
+        l->key = SL_RLKEY_HEADER;
+        free(l->key_name);
+        l->key_name = dup_bytes(c, s + 7, len - 7);
+    } else
+        report_mark(c, val->start_mark,
+                    "%s: unknown value %s (expected ip, user, route or header:NAME)", path,
+                    quote(&q, s, len));
+}
+
+static void parse_limit_rate(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                             const char *path, void *base)
+{
+    SL_UNUSED(f);
+    sl_limit_conf_t *l = base;
+    const char *s;
+    size_t len;
+    quoted_t q;
+    if (!get_scalar(c, val, path, "a rate", &s, &len))
+        return;
+    if (sl_parse_rate(s, len, &l->count, &l->period_ms))
+        report_mark(c, val->start_mark,
+                    "%s: bad rate %s (expected N/second, N/minute, N/hour or N/day)", path,
+                    quote(&q, s, len));
+}
+
+static void parse_limit_burst(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                              const char *path, void *base)
+{
+    SL_UNUSED(f);
+    sl_limit_conf_t *l = base;
+    const char *s;
+    size_t len;
+    quoted_t q;
+    if (!get_scalar(c, val, path, "an integer", &s, &len))
+        return;
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; i < len && i < 10 && s[i] >= '0' && s[i] <= '9'; i++)
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    if (i == 0 || i != len || v > 1000000000) {
+        report_mark(c, val->start_mark, "%s: bad burst %s (expected 0..1000000000)", path,
+                    quote(&q, s, len));
+        return;
+    }
+    l->burst = (uint32_t)v;
+    l->has_burst = 1;
+}
+
+static void parse_limit_dry_run(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                                const char *path, void *base)
+{
+    SL_UNUSED(f);
+    parse_bool_at(c, val, path, &((sl_limit_conf_t *)base)->dry_run);
+}
+
+static const struct field limit_fields[] = {
+    FLD_CUSTOM("key", F_REQUIRED, parse_limit_key),
+    FLD_CUSTOM("rate", F_REQUIRED, parse_limit_rate),
+    FLD_CUSTOM("burst", 0, parse_limit_burst),
+    FLD_CUSTOM("dry_run", 0, parse_limit_dry_run),
+    FLD_STRING("name", sl_limit_conf_t, name, 0, check_policy_name),
+};
+static const struct table limit_table = {TABLE(limit_fields),
+                                         .size = sizeof(sl_limit_conf_t),
+                                         .name_offset = NO_OFFSET,
+                                         .line_offset = offsetof(sl_limit_conf_t, line),
+                                         .col_offset = offsetof(sl_limit_conf_t, col)};
+
+static void parse_require_auth(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                               const char *path, void *base)
+{
+    SL_UNUSED(f);
+    parse_bool_at(c, val, path, &((sl_route_conf_t *)base)->require_auth);
+}
+
 static void route_defaults(void *item)
 {
     sl_route_conf_t *r = item;
@@ -1534,10 +1680,10 @@ static void route_defaults(void *item)
 static const struct field route_fields[] = {
     FLD_TABLE("match", 0, &match_table, F_REQUIRED),
     FLD_CUSTOM("service", F_REQUIRED, parse_route_service),
-    FLD_LATER("rate_limits"),
+    FLD_LIST("rate_limits", sl_route_conf_t, rate_limits, nrate_limits, &limit_table, 0, 64),
     FLD_LATER("cache"),
     FLD_LATER("static"),
-    FLD_LATER("require_auth"),
+    FLD_CUSTOM("require_auth", 0, parse_require_auth),
 };
 static const struct table route_table = {TABLE(route_fields),
                                          .size = sizeof(sl_route_conf_t),
@@ -1553,8 +1699,129 @@ static const struct field limits_fields[] = {
     FLD_SIZE("max_header_bytes", sl_limits_conf_t, max_header_bytes, 1024, 1024 * 1024),
     FLD_SIZE("max_body_bytes", sl_limits_conf_t, max_body_bytes, 0, UINT64_MAX),
     FLD_DURATION("shutdown_timeout", sl_limits_conf_t, shutdown_timeout_ms, 0),
+    FLD_UINT("rate_limit_keys", sl_limits_conf_t, rate_limit_keys, 0, 1000, 100000000),
 };
 static const struct table limits_table = {TABLE(limits_fields), .line_offset = NO_OFFSET};
+
+static void parse_algorithms(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                             const char *path, void *base)
+{
+    SL_UNUSED(f);
+    sl_auth_conf_t *a = base;
+    if (!expect_type(c, val, YAML_SEQUENCE_NODE, path))
+        return;
+    yaml_node_item_t *items = val->data.sequence.items.start;
+    size_t n = (size_t)(val->data.sequence.items.top - items);
+    a->algorithms = 0;
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = node_at(c, items[i]);
+        const char *s;
+        size_t len;
+        quoted_t q;
+        if (item == NULL || !get_scalar(c, item, path, "an algorithm", &s, &len))
+            continue;
+        if (bytes_eq(s, len, "HS256"))
+            a->algorithms |= SL_ALG_HS256;
+        else if (bytes_eq(s, len, "RS256"))
+            a->algorithms |= SL_ALG_RS256;
+        else if (bytes_eq(s, len, "ES256"))
+            a->algorithms |= SL_ALG_ES256;
+        else
+            report_mark(c, item->start_mark,
+                        "%s: unknown algorithm %s (expected HS256, RS256 or ES256)", path,
+                        quote(&q, s, len));
+    }
+    if (n == 0)
+        report_mark(c, val->start_mark, "%s: must not be empty", path);
+}
+
+static const struct field jwt_fields[] = {
+    FLD_STRING("secret_env", sl_auth_conf_t, secret_env, 0, check_env_name),
+    FLD_STRING("public_key", sl_auth_conf_t, public_key, 0, check_nonempty),
+    FLD_CUSTOM("algorithms", 0, parse_algorithms),
+    FLD_STRING("user_claim", sl_auth_conf_t, user_claim, 0, check_nonempty),
+    FLD_DURATION("leeway", sl_auth_conf_t, leeway_ms, 0),
+};
+static const struct table jwt_table = {TABLE(jwt_fields), .line_offset = NO_OFFSET};
+
+static void parse_jwt(conf_ctx_t *c, const struct field *f, yaml_node_t *val, const char *path,
+                      void *base)
+{
+    SL_UNUSED(f);
+    sl_auth_conf_t *a = base;
+    a->jwt = 1;
+    parse_table(c, val, path, &jwt_table, a, &c->key->start_mark);
+    if (!a->secret_env && !a->public_key)
+        report_mark(c, val->start_mark, "%s: needs secret_env (HS256) or public_key (RS256, ES256)",
+                    path);
+}
+
+static const struct field auth_fields[] = {
+    FLD_CUSTOM("jwt", 0, parse_jwt),
+};
+static const struct table auth_table = {TABLE(auth_fields), .line_offset = NO_OFFSET};
+
+/* trusted_proxies: [10.0.0.0/8, 127.0.0.1, "::1/128"] */
+static void parse_trusted_proxies(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                                  const char *path, void *base)
+{
+    SL_UNUSED(f);
+    sl_config_t *cfg = base;
+    if (!expect_type(c, val, YAML_SEQUENCE_NODE, path))
+        return;
+    yaml_node_item_t *items = val->data.sequence.items.start;
+    size_t n = (size_t)(val->data.sequence.items.top - items);
+    if (n > 256) {
+        report_mark(c, val->start_mark, "%s: at most 256 entries", path);
+        return;
+    }
+    free(cfg->trusted_proxies);
+    cfg->trusted_proxies = calloc(n ? n : 1, sizeof(sl_cidr_t));
+    cfg->ntrusted_proxies = 0;
+    if (!cfg->trusted_proxies) {
+        report_oom(c);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = node_at(c, items[i]);
+        const char *s;
+        size_t len;
+        quoted_t q;
+        if (item == NULL || !get_scalar(c, item, path, "an address or CIDR", &s, &len))
+            continue;
+        char buf[64];
+        sl_cidr_t *cd = &cfg->trusted_proxies[cfg->ntrusted_proxies];
+        const char *slash = memchr(s, '/', len);
+        size_t alen = slash ? (size_t)(slash - s) : len;
+        int ok = alen < sizeof(buf);
+        if (ok) {
+            memcpy(buf, s, alen);
+            buf[alen] = 0;
+            if (inet_pton(AF_INET, buf, cd->addr) == 1) {
+                cd->family = AF_INET;
+                cd->prefix = 32;
+            } else if (inet_pton(AF_INET6, buf, cd->addr) == 1) {
+                cd->family = AF_INET6;
+                cd->prefix = 128;
+            } else
+                ok = 0;
+        }
+        if (ok && slash) {
+            uint32_t pfx = 0;
+            size_t k = 1, plen = len - alen;
+            for (; k < plen && k < 4 && slash[k] >= '0' && slash[k] <= '9'; k++)
+                pfx = pfx * 10 + (uint32_t)(slash[k] - '0');
+            ok = k == plen && plen > 1 && pfx <= cd->prefix;
+            cd->prefix = pfx;
+        }
+        if (!ok) {
+            report_mark(c, item->start_mark, "%s: bad address or CIDR %s", path,
+                        quote(&q, s, len));
+            continue;
+        }
+        cfg->ntrusted_proxies++;
+    }
+}
 
 static const struct field admin_fields[] = {
     FLD_ADDR("listen", sl_config_t, admin_listen, 0),
@@ -1572,8 +1839,9 @@ static const struct field top_fields[] = {
             check_service_name),
     FLD_LIST("routes", sl_config_t, routes, nroutes, &route_table, 0, MAX_ENTRIES),
     FLD_LATER("redis"),
-    FLD_LATER("auth"),
-    FLD_LATER("rate_limits"),
+    FLD_TABLE("auth", offsetof(sl_config_t, auth), &auth_table, 0),
+    FLD_LIST("rate_limits", sl_config_t, rate_limits, nrate_limits, &limit_table, 0, 64),
+    FLD_CUSTOM("trusted_proxies", 0, parse_trusted_proxies),
     FLD_LATER("cache"),
     FLD_LATER("alerts"),
 };
@@ -1599,10 +1867,63 @@ static void config_defaults(sl_config_t *cfg)
     cfg->limits.max_header_bytes = 16 * 1024;
     cfg->limits.max_body_bytes = 10 * 1024 * 1024;
     cfg->limits.shutdown_timeout_ms = 30000;
+    cfg->limits.rate_limit_keys = 1000000;
+    cfg->auth.algorithms = SL_ALG_HS256;
+    cfg->auth.leeway_ms = 30000;
 }
 
 /* ---------------------------------------------------------------------------------------
  * Checks across keys, once the whole file is read. */
+
+/* Give limits their default policy names, and check what needs auth.jwt. Names must
+ * differ within the global set and within each route's set plus the global one, since
+ * the RateLimit fields name policies. */
+static void finish_limit_set(conf_ctx_t *c, sl_limit_conf_t *l, uint32_t n, const char *prefix,
+                             const sl_limit_conf_t *global, uint32_t nglobal)
+{
+    static const struct {
+        uint64_t ms;
+        const char *word;
+    } words[] = {{1000, "second"}, {60000, "minute"}, {3600000, "hour"}, {86400000, "day"}};
+    sl_config_t *cfg = c->cfg;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!l[i].name) {
+            const char *w = "limit";
+            for (size_t k = 0; k < SL_ARRAY_LEN(words); k++)
+                if (words[k].ms == l[i].period_ms)
+                    w = words[k].word;
+            char buf[80];
+            snprintf(buf, sizeof(buf), "%s%s", prefix, w);
+            l[i].name = dup_bytes(c, buf, strlen(buf));
+            if (!l[i].name)
+                return;
+        }
+        if (l[i].key == SL_RLKEY_USER && !cfg->auth.jwt)
+            vreport_at(c, l[i].line, l[i].col, "rate limit with key user needs auth.jwt");
+        for (uint32_t j = 0; j < i; j++)
+            if (l[j].name && strcmp(l[j].name, l[i].name) == 0)
+                vreport_at(c, l[i].line, l[i].col,
+                           "rate limit name \"%s\" is used twice: give one a name:", l[i].name);
+        for (uint32_t j = 0; global && j < nglobal; j++)
+            if (global[j].name && strcmp(global[j].name, l[i].name) == 0)
+                vreport_at(c, l[i].line, l[i].col,
+                           "rate limit name \"%s\" is also a global limit's: give one a name:",
+                           l[i].name);
+    }
+}
+
+static void finish_limits(conf_ctx_t *c)
+{
+    sl_config_t *cfg = c->cfg;
+    finish_limit_set(c, cfg->rate_limits, cfg->nrate_limits, "", NULL, 0);
+    for (uint32_t r = 0; r < cfg->nroutes; r++) {
+        sl_route_conf_t *rt = &cfg->routes[r];
+        finish_limit_set(c, rt->rate_limits, rt->nrate_limits, "route_", cfg->rate_limits,
+                         cfg->nrate_limits);
+        if (rt->require_auth && !cfg->auth.jwt)
+            vreport_at(c, rt->line, rt->col, "routes[%u]: require_auth needs auth.jwt", r);
+    }
+}
 
 static void resolve_services(conf_ctx_t *c, yaml_node_t *root)
 {
@@ -1799,6 +2120,7 @@ static void load_document(conf_ctx_t *c, const char *data, size_t len)
         resolve_services(c, root);
         check_admin_listen(c, root);
         finish_routes(c->cfg);
+        finish_limits(c);
     }
     c->doc = NULL;
     yaml_document_delete(&doc);
@@ -1936,6 +2258,15 @@ void sl_config_errors_print(FILE *out, const char *name, const sl_config_errors_
         fprintf(out, "%s: %d more errors not shown\n", name, errs->dropped);
 }
 
+static void free_limits(sl_limit_conf_t *l, uint32_t n)
+{
+    for (uint32_t i = 0; l && i < n; i++) {
+        free(l[i].key_name);
+        free(l[i].name);
+    }
+    free(l);
+}
+
 void sl_config_free(sl_config_t *cfg)
 {
     if (cfg == NULL)
@@ -1954,11 +2285,17 @@ void sl_config_free(sl_config_t *cfg)
     }
     free(cfg->services);
     for (uint32_t i = 0; cfg->routes && i < cfg->nroutes; i++) {
+        free_limits(cfg->routes[i].rate_limits, cfg->routes[i].nrate_limits);
         free(cfg->routes[i].path_prefix);
         free(cfg->routes[i].host);
         free(cfg->routes[i].service);
     }
     free(cfg->routes);
+    free_limits(cfg->rate_limits, cfg->nrate_limits);
+    free(cfg->trusted_proxies);
+    free(cfg->auth.secret_env);
+    free(cfg->auth.public_key);
+    free(cfg->auth.user_claim);
     free(cfg->admin_token_env);
     free(cfg->access_log);
     free(cfg->path);
@@ -1986,6 +2323,30 @@ int sl_addr_from_sockaddr(sl_addr_t *out, const struct sockaddr *sa, uint16_t po
         inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip));
         snprintf(out->text, sizeof(out->text), "[%s]:%u", ip, port);
         return 0;
+    }
+    return SL_EINVAL;
+}
+
+int sl_parse_rate(const char *s, size_t len, uint32_t *count, uint64_t *period_ms)
+{
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = {{"second", 1000}, {"minute", 60000}, {"hour", 3600000}, {"day", 86400000}};
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; i < len && i < 11 && s[i] >= '0' && s[i] <= '9'; i++)
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    if (i == 0 || i >= len || s[i] != '/' || v == 0 || v > 1000000000)
+        return SL_EINVAL;
+    const char *u = s + i + 1;
+    size_t ul = len - i - 1;
+    for (size_t k = 0; k < SL_ARRAY_LEN(units); k++) {
+        if (ul == strlen(units[k].unit) && memcmp(u, units[k].unit, ul) == 0) {
+            *count = (uint32_t)v;
+            *period_ms = units[k].ms;
+            return 0;
+        }
     }
     return SL_EINVAL;
 }

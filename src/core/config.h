@@ -78,6 +78,40 @@ typedef struct sl_service_conf {
     int line, col;             /* where the service was declared (for later errors) */
 } sl_service_conf_t;
 
+/* A rate limit (rate_limits entries, global and per route). */
+enum sl_rl_key { SL_RLKEY_IP = 0, SL_RLKEY_USER, SL_RLKEY_HEADER, SL_RLKEY_ROUTE };
+
+typedef struct sl_limit_conf {
+    int key;            /* enum sl_rl_key */
+    char *key_name;     /* header name for SL_RLKEY_HEADER */
+    uint32_t count;     /* rate: count / period */
+    uint64_t period_ms;
+    uint32_t burst;     /* burst: requests beyond the first at once */
+    int has_burst;      /* 0: `count` at once (no burst given) */
+    int dry_run;        /* count, never reject (shadow mode) */
+    char *name;         /* policy name in the RateLimit fields; default: the period
+                         * ("second", "minute", "hour", "day"), prefixed "route_" on routes */
+    int line, col;
+} sl_limit_conf_t;
+
+/* trusted_proxies entries: client addresses whose X-Forwarded-For is believed. */
+typedef struct sl_cidr {
+    int family;         /* AF_INET or AF_INET6 */
+    uint8_t addr[16];
+    uint32_t prefix;
+} sl_cidr_t;
+
+enum { SL_ALG_HS256 = 1, SL_ALG_RS256 = 2, SL_ALG_ES256 = 4 };
+
+typedef struct sl_auth_conf {
+    int jwt;            /* auth.jwt present */
+    char *secret_env;   /* env var with the HS256 secret */
+    char *public_key;   /* PEM file with the RS256/ES256 public key */
+    uint32_t algorithms;/* SL_ALG_* bits; default HS256 */
+    char *user_claim;   /* default "sub" */
+    uint64_t leeway_ms; /* exp/nbf leeway, default 30s */
+} sl_auth_conf_t;
+
 typedef struct sl_route_conf {
     char *path_prefix;   /* match.path_prefix; required, must start with '/' */
     size_t path_prefix_len;
@@ -85,6 +119,9 @@ typedef struct sl_route_conf {
     uint32_t methods;    /* match.methods as SL_METHOD_BIT(SL_M_*) bits; 0 = any method */
     char *service;       /* service name */
     int service_index;   /* index into sl_config_t.services, resolved by the loader */
+    sl_limit_conf_t *rate_limits; /* the route's own limits, besides the global ones */
+    uint32_t nrate_limits;
+    int require_auth;    /* 401 without a valid JWT */
     int line, col;
 } sl_route_conf_t;
 
@@ -95,6 +132,7 @@ typedef struct sl_limits_conf {
     uint64_t max_header_bytes;  /* default 16k */
     uint64_t max_body_bytes;    /* default 10m; 0 = unlimited */
     uint64_t shutdown_timeout_ms; /* default 30s */
+    uint64_t rate_limit_keys;     /* default 1000000: bound of the rate-limit table */
 } sl_limits_conf_t;
 
 typedef struct sl_config {
@@ -111,6 +149,11 @@ typedef struct sl_config {
     uint32_t nservices;
     sl_route_conf_t *routes;
     uint32_t nroutes;
+    sl_limit_conf_t *rate_limits;      /* global: apply to every route */
+    uint32_t nrate_limits;
+    sl_cidr_t *trusted_proxies;
+    uint32_t ntrusted_proxies;
+    sl_auth_conf_t auth;
 } sl_config_t;
 
 /* One problem found in a configuration. */
@@ -148,6 +191,9 @@ void sl_config_free(sl_config_t *cfg);
 int sl_parse_duration(const char *s, size_t len, uint64_t *out_ms);
 int sl_parse_size(const char *s, size_t len, uint64_t *out_bytes);
 int sl_parse_addr(const char *s, size_t len, sl_addr_t *out);
+/* Rates: "<count>/<period>" with period second|minute|hour|day, count 1..10^9 (no
+ * spaces, no sign). 0, or SL_EINVAL. */
+int sl_parse_rate(const char *s, size_t len, uint32_t *count, uint64_t *period_ms);
 /* out = sa's IP with port (a resolver's answer); text "ip:port" or "[ip6]:port".
  * 0, or SL_EINVAL for a family other than IPv4/IPv6. */
 int sl_addr_from_sockaddr(sl_addr_t *out, const struct sockaddr *sa, uint16_t port);

@@ -57,7 +57,7 @@ static sl_exchange_t *exchange_get(sl_conn_t *c)
         return NULL;
     /* Only the fixed part is cleared here; the request is filled by the parser and
      * hdata is cleared at dispatch, so a head that never completes costs nothing more. */
-    memset(x, 0, offsetof(sl_exchange_t, req));
+    memset(x, 0, offsetof(sl_exchange_t, resp_extra));
     x->conn = c;
     x->route = -1;
     return x;
@@ -590,10 +590,11 @@ void sl_conn_respond(sl_exchange_t *x, int status, const char *ctype, const char
     int head_only = x->req.method_id == SL_M_HEAD || status == 204 || status == 304;
     int n = snprintf(b->data, b->size,
                      "HTTP/1.1 %d %s\r\nServer: sluice\r\n%.*s\r\n%s%s%sContent-Length: "
-                     "%zu\r\n%s%s\r\n",
+                     "%zu\r\n%s%s%.*s\r\n",
                      status, sl_http1_reason(status), (int)c->w->date_len, c->w->date,
                      ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "",
-                     len, ka ? "" : "Connection: close\r\n", extra ? extra : "");
+                     len, ka ? "" : "Connection: close\r\n", extra ? extra : "",
+                     (int)x->resp_extra_len, x->resp_extra);
     if (n < 0 || (size_t)n + len > b->size) {
         sl_buf_put(&c->w->bufs, b);
         sl_conn_end(x, 0);

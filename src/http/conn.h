@@ -50,6 +50,10 @@ struct sl_exchange {
     uint32_t tunnel : 1;
     uint32_t continue_sent : 1;
     uint32_t dispatched : 1;    /* handed to the handler (not refused before) */
+    uint32_t resp_extra_len;
+    /* Header lines (each ending in CRLF) the handler's policies add to whatever response
+     * this exchange gets (RateLimit fields...). Not cleared: only [0, resp_extra_len). */
+    char resp_extra[160];
     sl_http_request_t req;      /* slices into the connection's read buffer, valid until end */
     char hdata[] __attribute__((aligned(16)));
 };

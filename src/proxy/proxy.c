@@ -917,6 +917,7 @@ static int build_response_head(px_t *p, wbuf_t *w)
     } else if (x->req.version == 10) {
         PUTS(w, "Connection: keep-alive\r\n");
     }
+    put(w, x->resp_extra, x->resp_extra_len);
     PUTS(w, "Via: 1.1 sluice\r\n\r\n");
     return w->overflow ? SL_ETOOBIG : 0;
 }

@@ -7,6 +7,9 @@
 #include <strings.h>
 #include <time.h>
 
+#include <arpa/inet.h>
+#include <stdlib.h>
+
 #include "../core/log.h"
 #include "proxy.h"
 
@@ -34,6 +37,160 @@ static size_t route_labels(uint64_t i, char *out, size_t cap, void *arg)
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
+/* ---- policies: identity, require_auth, rate limits ---- */
+
+static size_t limit_labels(uint64_t key, char *out, size_t cap, void *arg)
+{
+    const sl_gateway_t *g = arg;
+    int n = snprintf(out, cap, "limit=\"%s\"",
+                     key < g->nall_limits ? g->all_limits[key]->name : "unknown");
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+static size_t auth_labels(uint64_t key, char *out, size_t cap, void *arg)
+{
+    (void)arg;
+    static const char *r[] = {"valid", "invalid", "missing"};
+    int n = snprintf(out, cap, "result=\"%s\"", key < 3 ? r[key] : "other");
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+static void collect_rl(sl_textbuf_t *t, void *arg)
+{
+    const sl_gateway_t *g = arg;
+    sl_text_printf(t,
+                   "# HELP ratelimit_table_keys Keys held by the rate-limit table.\n"
+                   "# TYPE ratelimit_table_keys gauge\nratelimit_table_keys %llu\n"
+                   "# HELP ratelimit_evictions_total Keys evicted from the rate-limit table to "
+                   "make room (limits.rate_limit_keys).\n"
+                   "# TYPE ratelimit_evictions_total counter\nratelimit_evictions_total %llu\n",
+                   (unsigned long long)sl_rl_size(g->rl),
+                   (unsigned long long)sl_rl_evictions(g->rl));
+}
+
+/* "RateLimit-Policy: "minute";q=100;w=60, "hour";q=1000;w=3600\r\n" */
+static char *policy_header(const sl_limit_conf_t **l, uint32_t n, size_t *len)
+{
+    size_t cap = 32 + (size_t)n * 96;
+    char *s = malloc(cap);
+    if (!s)
+        return NULL;
+    size_t o = (size_t)snprintf(s, cap, "RateLimit-Policy: ");
+    for (uint32_t i = 0; i < n; i++)
+        o += (size_t)snprintf(s + o, cap - o, "%s\"%s\";q=%u;w=%llu", i ? ", " : "", l[i]->name,
+                              l[i]->count, (unsigned long long)(l[i]->period_ms / 1000));
+    o += (size_t)snprintf(s + o, cap - o, "\r\n");
+    *len = o;
+    return s;
+}
+
+static char *read_file(const char *path, size_t max)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max, f) : 0;
+    fclose(f);
+    if (buf)
+        buf[n] = 0;
+    return buf;
+}
+
+static int build_policies(sl_gateway_t *g)
+{
+    const sl_config_t *cfg = g->cfg;
+    if (cfg->auth.jwt) {
+        sl_jwt_conf_t jc = {.algorithms = 0, .user_claim = cfg->auth.user_claim,
+                            .leeway_s = cfg->auth.leeway_ms / 1000, .has_leeway = 1};
+        if (cfg->auth.algorithms & SL_ALG_HS256)
+            jc.algorithms |= SL_JWT_HS256;
+        if (cfg->auth.algorithms & SL_ALG_RS256)
+            jc.algorithms |= SL_JWT_RS256;
+        if (cfg->auth.algorithms & SL_ALG_ES256)
+            jc.algorithms |= SL_JWT_ES256;
+        const char *secret = cfg->auth.secret_env ? getenv(cfg->auth.secret_env) : NULL;
+        if (cfg->auth.secret_env && (!secret || !*secret)) {
+            sl_log_error("auth.jwt.secret_env: environment variable %s is not set",
+                         cfg->auth.secret_env);
+            return SL_EINVAL;
+        }
+        jc.secret = secret;
+        jc.secret_len = secret ? strlen(secret) : 0;
+        char *pem = NULL;
+        if (cfg->auth.public_key && !(pem = read_file(cfg->auth.public_key, 64 * 1024))) {
+            sl_log_error("auth.jwt.public_key: cannot read %s", cfg->auth.public_key);
+            return SL_EINVAL;
+        }
+        jc.public_key_pem = pem;
+        char err[200] = "";
+        g->jwt = sl_jwt_new(&jc, err, sizeof(err));
+        free(pem);
+        if (!g->jwt) {
+            sl_log_error("auth.jwt: %s", err);
+            return SL_EINVAL;
+        }
+    }
+    uint32_t total = cfg->nrate_limits;
+    for (uint32_t r = 0; r < cfg->nroutes; r++)
+        total += cfg->routes[r].nrate_limits;
+    if (total) {
+        g->rl = sl_rl_new(cfg->limits.rate_limit_keys);
+        g->all_limits = calloc(total, sizeof(*g->all_limits));
+        g->limit_state = calloc(total, sizeof(sl_rl_limit_t));
+        if (!g->rl || !g->all_limits || !g->limit_state)
+            return SL_ENOMEM;
+        for (uint32_t i = 0; i < cfg->nrate_limits; i++)
+            g->all_limits[g->nall_limits++] = &cfg->rate_limits[i];
+        for (uint32_t r = 0; r < cfg->nroutes; r++)
+            for (uint32_t i = 0; i < cfg->routes[r].nrate_limits; i++)
+                g->all_limits[g->nall_limits++] = &cfg->routes[r].rate_limits[i];
+        for (uint32_t i = 0; i < g->nall_limits; i++) {
+            const sl_limit_conf_t *l = g->all_limits[i];
+            if (sl_rl_limit_init(&g->limit_state[i], i, l->count, l->period_ms, l->has_burst,
+                                 l->burst, l->dry_run))
+                return SL_EINVAL;
+        }
+        g->m_allowed = sl_metrics_counter("ratelimit_allowed_total",
+                                          "Requests a rate limit let through.", limit_labels, g);
+        g->m_rejected = sl_metrics_counter("ratelimit_rejected_total",
+                                           "Requests rejected (429) by a rate limit.",
+                                           limit_labels, g);
+        g->m_shadow = sl_metrics_counter("ratelimit_dry_run_rejected_total",
+                                         "Requests a dry_run limit would have rejected.",
+                                         limit_labels, g);
+        sl_metrics_collector(collect_rl, g);
+    }
+    if (g->jwt)
+        g->m_auth = sl_metrics_counter("jwt_verifications_total",
+                                       "Authorization tokens checked, by result.", auth_labels,
+                                       NULL);
+    uint32_t id = cfg->nrate_limits;
+    for (uint32_t r = 0; r < g->nroutes; r++) {
+        sl_route_t *rt = &g->routes[r];
+        const sl_route_conf_t *rc = rt->conf;
+        rt->nlimits = cfg->nrate_limits + rc->nrate_limits;
+        rt->needs_user = rc->require_auth;
+        if (!rt->nlimits)
+            continue;
+        rt->limits = calloc(rt->nlimits, sizeof(sl_rl_limit_t));
+        rt->lconf = calloc(rt->nlimits, sizeof(*rt->lconf));
+        if (!rt->limits || !rt->lconf)
+            return SL_ENOMEM;
+        for (uint32_t i = 0; i < rt->nlimits; i++) {
+            uint32_t gid = i < cfg->nrate_limits ? i : id + (i - cfg->nrate_limits);
+            rt->limits[i] = g->limit_state[gid];
+            rt->lconf[i] = g->all_limits[gid];
+            rt->needs_user |= rt->lconf[i]->key == SL_RLKEY_USER;
+        }
+        id += rc->nrate_limits;
+        rt->policy = policy_header(rt->lconf, rt->nlimits, &rt->policy_len);
+        if (!rt->policy)
+            return SL_ENOMEM;
+    }
+    return 0;
+}
+
 int sl_gateway_build(sl_gateway_t *g, sl_config_t *cfg, int nthreads)
 {
     memset(g, 0, sizeof(*g));
@@ -51,6 +208,8 @@ int sl_gateway_build(sl_gateway_t *g, sl_config_t *cfg, int nthreads)
         g->routes[i].index = i;
         g->routes[i].service = &g->up.services[cfg->routes[i].service_index];
     }
+    if (build_policies(g))
+        return SL_EINVAL;
     g->m_requests = sl_metrics_counter("http_requests_total",
                                        "HTTP requests answered, by route, method and status.",
                                        request_labels, g);
@@ -65,7 +224,16 @@ int sl_gateway_build(sl_gateway_t *g, sl_config_t *cfg, int nthreads)
 
 void sl_gateway_free(sl_gateway_t *g)
 {
+    for (uint32_t i = 0; g->routes && i < g->nroutes; i++) {
+        free(g->routes[i].limits);
+        free(g->routes[i].lconf);
+        free(g->routes[i].policy);
+    }
+    free(g->all_limits);
+    sl_rl_free(g->rl);
+    sl_jwt_free(g->jwt);
     sl_upstreams_free(&g->up);
+    free(g->limit_state);
     free(g->routes);
     sl_config_free(g->cfg);
     memset(g, 0, sizeof(*g));
@@ -110,6 +278,209 @@ size_t sl_gateway_state_size(void)
     return sl_proxy_state_size();
 }
 
+/* Decimal digits of v at p; returns the length. */
+static size_t put_u64(char *p, uint64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static int in_cidr(const sl_cidr_t *c, int family, const uint8_t *a)
+{
+    if (c->family != family)
+        return 0;
+    uint32_t full = c->prefix / 8, rest = c->prefix % 8;
+    if (memcmp(c->addr, a, full) != 0)
+        return 0;
+    return !rest || ((c->addr[full] ^ a[full]) & (uint8_t)(0xff << (8 - rest))) == 0;
+}
+
+static int trusted(const sl_config_t *cfg, const char *ip, size_t len)
+{
+    char buf[64];
+    uint8_t a[16];
+    if (len >= sizeof(buf))
+        return 0;
+    memcpy(buf, ip, len);
+    buf[len] = 0;
+    int fam = inet_pton(AF_INET, buf, a) == 1 ? AF_INET : inet_pton(AF_INET6, buf, a) == 1 ? AF_INET6 : 0;
+    for (uint32_t i = 0; fam && i < cfg->ntrusted_proxies; i++)
+        if (in_cidr(&cfg->trusted_proxies[i], fam, a))
+            return 1;
+    return 0;
+}
+
+/* The client's address for rate limits, as nginx's real_ip with real_ip_recursive: the
+ * peer, unless it is a trusted proxy; then the rightmost X-Forwarded-For entry that is
+ * not itself trusted. */
+static sl_slice_t client_ip(const sl_exchange_t *x, const sl_config_t *cfg)
+{
+    const sl_conn_t *c = x->conn;
+    sl_slice_t ip = {c->peer, c->peer_len};
+    if (!cfg->ntrusted_proxies || !trusted(cfg, ip.p, ip.len))
+        return ip;
+    const sl_http_request_t *r = &x->req;
+    for (int i = (int)r->nheaders - 1; i >= 0; i--) {
+        const sl_http_header_t *h = &r->headers[i];
+        if (h->id != SL_H_X_FORWARDED_FOR)
+            continue;
+        const char *v = h->value, *e = v + h->value_len;
+        while (e > v) {
+            const char *s = e;
+            while (s > v && s[-1] != ',')
+                s--;
+            const char *a = s, *b = e;
+            while (a < b && (*a == ' ' || *a == '\t'))
+                a++;
+            while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+                b--;
+            if (b > a) {
+                ip = (sl_slice_t){a, (size_t)(b - a)};
+                if (!trusted(cfg, a, (size_t)(b - a)))
+                    return ip;
+            }
+            e = s > v ? s - 1 : v;
+        }
+    }
+    return ip;
+}
+
+/* "name";r=R;t=T */
+static size_t put_item(char *o, const sl_limit_conf_t *l, uint64_t r, uint64_t t)
+{
+    size_t n = 0, nl = strlen(l->name);
+    o[n++] = '"';
+    memcpy(o + n, l->name, nl);
+    n += nl;
+    memcpy(o + n, "\";r=", 4);
+    n += 4;
+    n += put_u64(o + n, r);
+    memcpy(o + n, ";t=", 3);
+    n += 3;
+    n += put_u64(o + n, t);
+    return n;
+}
+
+/* Identity, require_auth and rate limits for a routed request. Returns 1 when the
+ * request was answered here (401, 429), else 0 (x->resp_extra may carry RateLimit). */
+static int run_policies(sl_exchange_t *x, const sl_gateway_t *g, const sl_route_t *rt)
+{
+    char sub[160];
+    int sublen = 0;
+    if (rt->needs_user && g->jwt) {
+        const sl_http_request_t *r = &x->req;
+        const sl_http_header_t *h = sl_http1_find(r->headers, r->nheaders, SL_H_AUTHORIZATION);
+        size_t tl = 0;
+        const char *tok = h ? sl_jwt_bearer(h->value, h->value_len, &tl) : NULL;
+        if (tok) {
+            int n = sl_jwt_verify(g->jwt, tok, tl, (uint64_t)time(NULL), sub, sizeof(sub));
+            sublen = n > 0 ? n : 0;
+        }
+        sl_counter_add(g->m_auth, sublen ? 0 : tok ? 1 : 2, 1);
+        if (rt->conf->require_auth && !sublen) {
+            x->route = (int)rt->index;
+            static const char body[] =
+                "{\"error\":\"missing or invalid token\",\"status\":401}\n";
+            sl_conn_respond(x, 401, "application/json", body, sizeof(body) - 1,
+                            "WWW-Authenticate: Bearer\r\n");
+            return 1;
+        }
+    }
+    if (!rt->nlimits)
+        return 0;
+    sl_slice_t ip = client_ip(x, g->cfg);
+    uint64_t iph = sl_hash_bytes(ip.p, ip.len);
+    sl_rl_check_t checks[16];
+    const sl_limit_conf_t *lc[16];
+    uint32_t ids[16];
+    unsigned n = 0;
+    for (uint32_t i = 0; i < rt->nlimits && n < 16; i++) {
+        const sl_limit_conf_t *l = rt->lconf[i];
+        uint64_t key = iph;
+        if (l->key == SL_RLKEY_USER && sublen) {
+            key = sl_hash_bytes(sub, (size_t)sublen) ^ 0x5bd1e9955bd1e995ull;
+        } else if (l->key == SL_RLKEY_ROUTE) {
+            key = 0x9E3779B97F4A7C15ull * (rt->index + 1);
+        } else if (l->key == SL_RLKEY_HEADER) {
+            const sl_http_request_t *r = &x->req;
+            size_t nl = strlen(l->key_name);
+            const sl_http_header_t *h = NULL;
+            for (unsigned k = 0; k < r->nheaders && !h; k++)
+                if (r->headers[k].name_len == nl &&
+                    strncasecmp(r->headers[k].name, l->key_name, nl) == 0)
+                    h = &r->headers[k];
+            if (!h)
+                continue; /* no such header: this limit does not apply */
+            key = sl_hash_bytes(h->value, h->value_len);
+        }
+        checks[n].limit = &rt->limits[i];
+        checks[n].key = key;
+        lc[n] = l;
+        ids[n] = rt->limits[i].id;
+        n++;
+    }
+    if (!n)
+        return 0;
+    int ok = sl_rl_decide(g->rl, checks, n, uv_hrtime());
+    if (ok) {
+        /* The RateLimit field for the limit closest to exhaustion (dry-run ones are not
+         * enforced, so not reported). */
+        int best = -1;
+        for (unsigned i = 0; i < n; i++) {
+            if (!checks[i].allowed && lc[i]->dry_run)
+                sl_counter_add(g->m_shadow, ids[i], 1);
+            sl_counter_add(g->m_allowed, ids[i], 1);
+            if (!lc[i]->dry_run && (best < 0 || checks[i].remaining < checks[best].remaining))
+                best = (int)i;
+        }
+        if (best >= 0) {
+            char *o = x->resp_extra;
+            memcpy(o, "RateLimit: ", 11);
+            size_t k = 11 + put_item(o + 11, lc[best], checks[best].remaining,
+                                     checks[best].reset_s);
+            o[k++] = '\r';
+            o[k++] = '\n';
+            x->resp_extra_len = (uint32_t)k;
+        }
+        return 0;
+    }
+    /* 429: problem+json naming the violated policies; Retry-After and RateLimit for the
+     * one that frees up last. */
+    char body[512], extra[1024];
+    size_t bl = (size_t)snprintf(body, sizeof(body),
+                                 "{\"type\":\"https://iana.org/assignments/http-problem-types#"
+                                 "quota-exceeded\",\"title\":\"Too Many Requests\","
+                                 "\"status\":429,\"violated-policies\":[");
+    int worst = -1;
+    for (unsigned i = 0; i < n; i++) {
+        if (checks[i].allowed || lc[i]->dry_run)
+            continue;
+        sl_counter_add(g->m_rejected, ids[i], 1);
+        if (bl + strlen(lc[i]->name) + 8 < sizeof(body))
+            bl += (size_t)snprintf(body + bl, sizeof(body) - bl, "%s\"%s\"", worst < 0 ? "" : ",",
+                                   lc[i]->name);
+        if (worst < 0 || checks[i].retry_after_s > checks[worst].retry_after_s)
+            worst = (int)i;
+    }
+    bl += (size_t)snprintf(body + bl, sizeof(body) - bl, "]}\n");
+    uint64_t ra = worst >= 0 ? checks[worst].retry_after_s : 1;
+    size_t el = (size_t)snprintf(extra, sizeof(extra), "Retry-After: %llu\r\n%.*sRateLimit: ",
+                                 (unsigned long long)ra, (int)rt->policy_len, rt->policy);
+    if (worst >= 0)
+        el += put_item(extra + el, lc[worst], 0, ra);
+    memcpy(extra + el, "\r\n", 3);
+    x->route = (int)rt->index;
+    sl_conn_respond(x, 429, "application/problem+json", body, bl, extra);
+    return 1;
+}
+
 void sl_gateway_handle(sl_exchange_t *x)
 {
     sl_worker_t *w = x->conn->w;
@@ -120,6 +491,8 @@ void sl_gateway_handle(sl_exchange_t *x)
         sl_conn_error(x, 404, "no route matches");
         return;
     }
+    if ((rt->nlimits || rt->needs_user) && run_policies(x, g, rt))
+        return;
     x->route = (int)rt->index;
     if (x->req.method_id == SL_M_CONNECT) {
         sl_conn_error(x, 501, "CONNECT is not supported");

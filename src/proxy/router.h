@@ -9,12 +9,21 @@
 #include "../core/config.h"
 #include "../core/metrics.h"
 #include "../http/conn.h"
+#include "../policy/jwt.h"
+#include "../policy/ratelimit.h"
 #include "upstream.h"
 
 typedef struct sl_route {
     const sl_route_conf_t *conf;
     sl_service_t *service;
     uint32_t index;
+    /* Rate limits that apply on this route: the global ones, then its own. */
+    uint32_t nlimits;
+    sl_rl_limit_t *limits;
+    const sl_limit_conf_t **lconf;
+    char *policy;            /* "RateLimit-Policy: ...\r\n" for 429 answers */
+    size_t policy_len;
+    int needs_user;          /* some limit keys on the user, or require_auth */
 } sl_route_t;
 
 typedef struct sl_gateway {
@@ -22,6 +31,13 @@ typedef struct sl_gateway {
     sl_upstreams_t up;
     sl_route_t *routes;
     uint32_t nroutes;
+    sl_ratelimiter_t *rl;      /* NULL without rate limits */
+    sl_jwt_t *jwt;             /* NULL without auth.jwt */
+    const sl_limit_conf_t **all_limits; /* by limit id: global ones, then each route's */
+    sl_rl_limit_t *limit_state;         /* by limit id */
+    uint32_t nall_limits;
+    sl_counter_t *m_allowed, *m_rejected, *m_shadow; /* ratelimit_*_total{limit} */
+    sl_counter_t *m_auth;      /* jwt_verifications_total{result} */
     sl_counter_t *m_requests;  /* http_requests_total{route,method,status} */
     sl_hist_t *m_duration;     /* http_request_duration_seconds{route} */
 } sl_gateway_t;

@@ -689,9 +689,9 @@ static void test_duplicate_keys(void **state)
 static void test_not_supported_yet(void **state)
 {
     (void)state;
-    static const char *const top[] = {"redis", "auth", "rate_limits", "cache", "alerts"};
+    static const char *const top[] = {"redis", "cache", "alerts"};
     static const char *const svc[] = {"autoscale"};
-    static const char *const route[] = {"rate_limits", "cache", "static", "require_auth"};
+    static const char *const route[] = {"cache", "static"};
     char yaml[512], msg[128];
 
     for (size_t i = 0; i < sizeof(top) / sizeof(top[0]); i++) {
@@ -714,6 +714,81 @@ static void test_not_supported_yet(void **state)
     }
     expect_error("listen:\n  - {address: 0.0.0.0:443, tls: {cert: c.pem, key: k.pem}}\n", 2, 28,
                  "listen[0].tls is not supported in this build yet");
+}
+
+static void test_rate_limit_keys(void **state)
+{
+    (void)state;
+    uint32_t n;
+    uint64_t ms;
+    assert_int_equal(sl_parse_rate("100/minute", 10, &n, &ms), 0);
+    assert_int_equal(n, 100);
+    assert_int_equal(ms, 60000);
+    assert_int_equal(sl_parse_rate("1/second", 8, &n, &ms), 0);
+    assert_int_equal(ms, 1000);
+    assert_int_equal(sl_parse_rate("1000000000/day", 14, &n, &ms), 0);
+    assert_int_equal(n, 1000000000);
+    assert_int_equal(ms, 86400000);
+    static const char *const bad[] = {"",         "/minute",     "0/minute", "-1/minute",
+                                      "5/min",    "5/Minute",    "5 /hour",  "5/hour ",
+                                      "5",        "1000000001/s", "5//hour", "5/hours",
+                                      "+5/hour",  "5/"};
+    for (size_t i = 0; i < SL_ARRAY_LEN(bad); i++)
+        assert_int_equal(sl_parse_rate(bad[i], strlen(bad[i]), &n, &ms), SL_EINVAL);
+
+    setenv("T_JWT", "s", 1);
+    sl_config_t *cfg = load_ok(
+        "trusted_proxies: [10.0.0.0/8, 127.0.0.1, \"::1/128\"]\n"
+        "auth:\n  jwt: {secret_env: T_JWT, algorithms: [HS256, ES256], leeway: 5s}\n"
+        "limits: {rate_limit_keys: 5000}\n"
+        "rate_limits:\n"
+        "  - {key: ip, rate: 100/minute, burst: 20}\n"
+        "  - {key: user, rate: 1000/hour, dry_run: true, name: users}\n" SVC
+        "routes:\n"
+        "  - match: {path_prefix: /}\n    service: blog\n    require_auth: true\n"
+        "    rate_limits: [{key: \"header:X-Key\", rate: 5/second}]\n");
+    assert_int_equal(cfg->ntrusted_proxies, 3);
+    assert_int_equal(cfg->trusted_proxies[0].prefix, 8);
+    assert_int_equal(cfg->trusted_proxies[1].prefix, 32);
+    assert_int_equal(cfg->trusted_proxies[2].prefix, 128);
+    assert_true(cfg->auth.jwt);
+    assert_int_equal(cfg->auth.algorithms, SL_ALG_HS256 | SL_ALG_ES256);
+    assert_int_equal(cfg->auth.leeway_ms, 5000);
+    assert_int_equal(cfg->limits.rate_limit_keys, 5000);
+    assert_int_equal(cfg->nrate_limits, 2);
+    assert_string_equal(cfg->rate_limits[0].name, "minute");
+    assert_true(cfg->rate_limits[0].has_burst);
+    assert_int_equal(cfg->rate_limits[0].burst, 20);
+    assert_string_equal(cfg->rate_limits[1].name, "users");
+    assert_true(cfg->rate_limits[1].dry_run);
+    assert_int_equal(cfg->rate_limits[1].key, SL_RLKEY_USER);
+    assert_true(cfg->routes[0].require_auth);
+    assert_int_equal(cfg->routes[0].rate_limits[0].key, SL_RLKEY_HEADER);
+    assert_string_equal(cfg->routes[0].rate_limits[0].key_name, "X-Key");
+    assert_string_equal(cfg->routes[0].rate_limits[0].name, "route_second");
+    sl_config_free(cfg);
+
+    expect_error("rate_limits:\n  - {key: ip, rate: 5/hr}\n", 2, 21,
+                 "rate_limits[0].rate: bad rate \"5/hr\" (expected N/second, N/minute, N/hour "
+                 "or N/day)");
+    expect_error("rate_limits:\n  - {key: user, rate: 5/hour}\n", 2, 5,
+                 "rate limit with key user needs auth.jwt");
+    expect_error("rate_limits:\n  - {key: ip, rate: 5/hour}\n  - {key: ip, rate: 6/hour}\n", 3, 5,
+                 "rate limit name \"hour\" is used twice: give one a name:");
+    expect_error("rate_limits:\n  - {key: cookie, rate: 5/hour}\n", 2, 11,
+                 "rate_limits[0].key: unknown value \"cookie\" (expected ip, user, route or "
+                 "header:NAME)");
+    expect_error("rate_limits:\n  - {rate: 5/hour}\n", 2, 5,
+                 "rate_limits[0]: missing required key \"key\"");
+    expect_error("rate_limits:\n  - {key: ip, rate: 5/hour, dry_run: maybe}\n", 2, 38,
+                 "rate_limits[0].dry_run: expected true or false, got \"maybe\"");
+    expect_error("trusted_proxies: [10.0.0.0/33]\n", 1, 19,
+                 "trusted_proxies: bad address or CIDR \"10.0.0.0/33\"");
+    expect_error("auth:\n  jwt: {algorithms: [HS256]}\n", 2, 8,
+                 "auth.jwt: needs secret_env (HS256) or public_key (RS256, ES256)");
+    expect_error("auth:\n  jwt: {secret_env: X, algorithms: [none]}\n", 2, 37,
+                 "auth.jwt.algorithms: unknown algorithm \"none\" (expected HS256, RS256 or "
+                 "ES256)");
 }
 
 /* The load-balancing keys: balancers, hash_key, retries and their budget, passive
@@ -1036,6 +1111,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_not_supported_yet),
         cmocka_unit_test(test_balancing_keys),
+        cmocka_unit_test(test_rate_limit_keys),
         cmocka_unit_test(test_yaml_syntax_errors),
         cmocka_unit_test(test_several_errors),
         cmocka_unit_test(test_error_overflow),
