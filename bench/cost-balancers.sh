@@ -11,6 +11,9 @@ OUT=${OUT:-${TMPDIR:-/tmp}/sluice-cost-balancers}
 VARIANTS=${VARIANTS:-"round_robin least_conn random_two hash health"}
 make --no-print-directory -C "$ROOT" build/sluice
 mkdir -p "$OUT"
+# One binary for every variant, whatever is rebuilt meanwhile.
+BIN="$OUT/sluice"
+cp "$ROOT/build/sluice" "$BIN"
 for v in $VARIANTS; do
     cfg="$OUT/sluice-cost-$v.yaml"
     case "$v" in
@@ -20,8 +23,8 @@ for v in $VARIANTS; do
     *)
         sed "s/^    balance: round_robin.*\$/    balance: $v/" "$ROOT/bench/sluice-cost.yaml" > "$cfg" ;;
     esac
-    "$ROOT/build/sluice" -t -c "$cfg" >/dev/null
-    GATEWAY_CMD="$ROOT/build/sluice -c $cfg" GATEWAY_COST_CMD="$ROOT/build/sluice -c $cfg" \
+    "$BIN" -t -c "$cfg" >/dev/null
+    GATEWAY_CMD="$BIN -c $cfg" GATEWAY_COST_CMD="$BIN -c $cfg" \
     GATEWAY_NAME="sluice-$v" bash "$HARNESS" --cost --out "$OUT/$v" > "$OUT/$v.log" 2>&1
     grep -E "^\| sluice-$v " "$OUT/$v/cost.md"
 done

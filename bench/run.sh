@@ -22,8 +22,11 @@ if [ ! -f "$HARNESS" ]; then
 fi
 
 make --no-print-directory -C "$ROOT" build/sluice
+# Run a copy, so a rebuild during the (long) run cannot change what is measured.
+BIN=$(mktemp "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
+cp "$ROOT/build/sluice" "$BIN"
 
-GATEWAY_CMD="$ROOT/build/sluice -c $ROOT/bench/sluice-bench.yaml" \
-GATEWAY_COST_CMD="$ROOT/build/sluice -c $ROOT/bench/sluice-cost.yaml" \
+GATEWAY_CMD="$BIN -c $ROOT/bench/sluice-bench.yaml" \
+GATEWAY_COST_CMD="$BIN -c $ROOT/bench/sluice-cost.yaml" \
 GATEWAY_NAME=sluice \
     exec bash "$HARNESS" "$@"
