@@ -437,6 +437,9 @@ static int run_policies(sl_exchange_t *x, const sl_gateway_t *g, const sl_route_
             if (!checks[i].allowed && lc[i]->dry_run)
                 sl_counter_add(g->m_shadow, ids[i], 1);
             sl_counter_add(g->m_allowed, ids[i], 1);
+            /* With a burst the bucket holds more than the quota; the field says r <= q. */
+            if (checks[i].remaining > lc[i]->count)
+                checks[i].remaining = lc[i]->count;
             if (!lc[i]->dry_run && (best < 0 || checks[i].remaining < checks[best].remaining))
                 best = (int)i;
         }

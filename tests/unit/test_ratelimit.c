@@ -382,6 +382,7 @@ struct race {
     unsigned n;
     unsigned iters;
     uint64_t keyspace; /* 0: one key; else distinct keys per thread (eviction races) */
+    int first_only;    /* vary only the first check's key */
     unsigned tid;
     pthread_barrier_t *start;
     uint64_t allowed;
@@ -394,15 +395,18 @@ static void *race_run(void *arg)
     for (unsigned i = 0; i < r->iters; i++) {
         sl_rl_check_t cs[2];
         memcpy(cs, r->proto, sizeof(cs));
-        if (r->keyspace)
-            cs[0].key = cs[1].key = (i % r->keyspace) * 4 + r->tid;
+        if (r->keyspace) {
+            cs[0].key = (i % r->keyspace) * 4 + r->tid;
+            if (!r->first_only)
+                cs[1].key = cs[0].key;
+        }
         r->allowed += (uint64_t)sl_rl_decide(r->rl, cs, r->n, T0);
     }
     return NULL;
 }
 
 static uint64_t race(sl_ratelimiter_t *rl, const sl_rl_check_t *proto, unsigned n, unsigned iters,
-                     uint64_t keyspace)
+                     uint64_t keyspace, int first_only)
 {
     enum { NT = 4 };
     pthread_t th[NT];
@@ -410,8 +414,13 @@ static uint64_t race(sl_ratelimiter_t *rl, const sl_rl_check_t *proto, unsigned 
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, NT);
     for (unsigned t = 0; t < NT; t++) {
-        r[t] = (struct race){
-            .rl = rl, .n = n, .iters = iters, .keyspace = keyspace, .tid = t, .start = &start};
+        r[t] = (struct race){.rl = rl,
+                             .n = n,
+                             .iters = iters,
+                             .keyspace = keyspace,
+                             .tid = t,
+                             .first_only = first_only,
+                             .start = &start};
         memcpy(r[t].proto, proto, n * sizeof(*proto));
         assert_int_equal(pthread_create(&th[t], NULL, race_run, &r[t]), 0);
     }
@@ -430,13 +439,13 @@ static void test_concurrent_one_key(void **state)
     sl_ratelimiter_t *rl = sl_rl_new(1024);
     sl_rl_limit_t l = mk(1, 1000, 1000, 0, 0, 0);
     sl_rl_check_t c = {.limit = &l, .key = 4242};
-    assert_int_equal(race(rl, &c, 1, 50000, 0), 1000);
+    assert_int_equal(race(rl, &c, 1, 50000, 0, 0), 1000);
 
     /* two limits, the binding one last: exactly its quota passes */
     sl_rl_limit_t a = mk(2, 1000, 1000, 0, 0, 0);
     sl_rl_limit_t b = mk(3, 600, 1000, 0, 0, 0);
     sl_rl_check_t ab[2] = {{.limit = &a, .key = 5}, {.limit = &b, .key = 5}};
-    assert_int_equal(race(rl, ab, 2, 50000, 0), 600);
+    assert_int_equal(race(rl, ab, 2, 50000, 0, 0), 600);
     /* A was charged for those 600, plus at most one per failed rollback (documented) */
     sl_rl_check_t probe = {.limit = &a, .key = 5};
     sl_rl_decide(rl, &probe, 1, T0);
@@ -453,11 +462,31 @@ static void test_concurrent_evictions(void **state)
     sl_rl_limit_t a = mk(1, 3, 1000, 0, 0, 0);
     sl_rl_limit_t b = mk(2, 1000, 1000, 0, 0, 0);
     sl_rl_check_t ab[2] = {{.limit = &a}, {.limit = &b}};
-    uint64_t ok = race(rl, ab, 2, 200000, 5000);
+    uint64_t ok = race(rl, ab, 2, 200000, 5000, 0);
     assert_true(ok > 0);
     assert_true(sl_rl_size(rl) <= 64);
     assert_true(sl_rl_evictions(rl) > 0);
     sl_rl_free(rl);
+}
+
+/* A fresh key under A on every request, one shared key under B: a lost race on B rolls back
+ * A's insertion (into an empty slot, or over an evicted entry in a small table). B's entry
+ * survives the flood because A's one-shot entries hold smaller TATs and go first. */
+static void test_concurrent_rollback_inserts(void **state)
+{
+    (void)state;
+    for (int small = 0; small < 2; small++) {
+        sl_ratelimiter_t *rl = sl_rl_new(small ? 64 : 1 << 20);
+        sl_rl_limit_t a = mk(1, 1000000000u, 60000, 0, 0, 0); /* one-shot keys: tiny TATs */
+        sl_rl_limit_t b = mk(2, 2000, 1000, 0, 0, 0);
+        sl_rl_check_t ab[2] = {{.limit = &a}, {.limit = &b, .key = 1}};
+        assert_int_equal(race(rl, ab, 2, 100000, 100000, 1), 2000);
+        uint64_t size = sl_rl_size(rl);
+        assert_true(size <= (small ? 64u : (1u << 20) + 255));
+        if (small)
+            assert_true(sl_rl_evictions(rl) > 0);
+        sl_rl_free(rl);
+    }
 }
 
 int main(void)
@@ -478,6 +507,7 @@ int main(void)
         cmocka_unit_test(test_edges),
         cmocka_unit_test(test_concurrent_one_key),
         cmocka_unit_test(test_concurrent_evictions),
+        cmocka_unit_test(test_concurrent_rollback_inserts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
