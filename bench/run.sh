@@ -25,6 +25,7 @@ make --no-print-directory -C "$ROOT" build/sluice
 # Run a copy, so a rebuild during the (long) run cannot change what is measured.
 BIN=$(mktemp "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
 cp "$ROOT/build/sluice" "$BIN"
+chmod 755 "$BIN"
 
 GATEWAY_CMD="$BIN -c $ROOT/bench/sluice-bench.yaml" \
 GATEWAY_COST_CMD="$BIN -c $ROOT/bench/sluice-cost.yaml" \
