@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <jansson.h>
 #include <openssl/core_names.h>
@@ -23,6 +22,31 @@
 #define HS256_LEN 32
 #define ES256_LEN 64 /* R || S, 32 bytes each (RFC 7518 §3.4) */
 #define RSA_MIN_BITS 2048
+#define KNOWN_ENC_MAX 48 /* base64url of the longest form: 36 characters */
+
+/* The header forms libraries write (jose, jsonwebtoken, PyJWT, golang-jwt): a token whose
+ * encoded header is byte-for-byte one of these, for an allowed alg, skips the header
+ * parse, the largest cost after the claims parse. Any other header is parsed in full. */
+static const struct {
+    const char *json;
+    unsigned alg;
+} header_forms[] = {
+    {"{\"alg\":\"HS256\",\"typ\":\"JWT\"}", SL_JWT_HS256},
+    {"{\"typ\":\"JWT\",\"alg\":\"HS256\"}", SL_JWT_HS256},
+    {"{\"alg\":\"HS256\"}", SL_JWT_HS256},
+    {"{\"alg\":\"RS256\",\"typ\":\"JWT\"}", SL_JWT_RS256},
+    {"{\"typ\":\"JWT\",\"alg\":\"RS256\"}", SL_JWT_RS256},
+    {"{\"alg\":\"RS256\"}", SL_JWT_RS256},
+    {"{\"alg\":\"ES256\",\"typ\":\"JWT\"}", SL_JWT_ES256},
+    {"{\"typ\":\"JWT\",\"alg\":\"ES256\"}", SL_JWT_ES256},
+    {"{\"alg\":\"ES256\"}", SL_JWT_ES256},
+};
+
+typedef struct known_header {
+    char enc[KNOWN_ENC_MAX]; /* base64url, unpadded */
+    size_t len;
+    unsigned alg;
+} known_header_t;
 
 struct sl_jwt {
     unsigned algorithms; /* allowed, each with its key below */
@@ -30,6 +54,8 @@ struct sl_jwt {
     EVP_PKEY *pkey;      /* RSA or EC P-256 public key, or NULL */
     unsigned pkey_alg;   /* SL_JWT_RS256 or SL_JWT_ES256: the only algorithm pkey serves */
     uint64_t leeway_s;
+    known_header_t known[SL_ARRAY_LEN(header_forms)];
+    size_t nknown;
     char user_claim[]; /* NUL-terminated */
 };
 
@@ -50,12 +76,62 @@ unsigned sl_jwt_alg_from_name(const char *name, size_t len)
     return 0;
 }
 
+/* ASCII case-insensitive equality of a[0..n) and b[0..n), whatever the locale. */
+static int ascii_caseeq(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x >= 'A' && x <= 'Z')
+            x |= 0x20;
+        if (y >= 'A' && y <= 'Z')
+            y |= 0x20;
+        if (x != y)
+            return 0;
+    }
+    return 1;
+}
+
 /* ---- configuration ---------------------------------------------------------------- */
 
 static void set_err(char *err, size_t errlen, const char *msg)
 {
     if (err != NULL && errlen > 0)
         snprintf(err, errlen, "jwt: %s", msg);
+}
+
+static size_t b64url_encode(const uint8_t *p, size_t n, char *out)
+{
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0, i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        out[o++] = a[v >> 18];
+        out[o++] = a[(v >> 12) & 63];
+        out[o++] = a[(v >> 6) & 63];
+        out[o++] = a[v & 63];
+    }
+    if (n - i == 1) {
+        out[o++] = a[p[i] >> 2];
+        out[o++] = a[(p[i] & 3) << 4];
+    } else if (n - i == 2) {
+        out[o++] = a[p[i] >> 2];
+        out[o++] = a[(p[i] & 3) << 4 | p[i + 1] >> 4];
+        out[o++] = a[(p[i + 1] & 15) << 2];
+    }
+    return o;
+}
+
+/* The encoded header forms for every allowed algorithm (each has its key by now). */
+static void fill_known_headers(sl_jwt_t *j)
+{
+    for (size_t f = 0; f < SL_ARRAY_LEN(header_forms); f++) {
+        if (!(j->algorithms & header_forms[f].alg))
+            continue;
+        known_header_t *k = &j->known[j->nknown++];
+        const char *json = header_forms[f].json;
+        k->len = b64url_encode((const uint8_t *)json, strlen(json), k->enc);
+        k->alg = header_forms[f].alg;
+    }
 }
 
 /* A public key from PEM text: SubjectPublicKeyInfo or the type-specific (PKCS#1) form. */
@@ -187,6 +263,7 @@ sl_jwt_t *sl_jwt_new(const sl_jwt_conf_t *c, char *err, size_t errlen)
         sl_jwt_free(j);
         return NULL;
     }
+    fill_known_headers(j);
     return j;
 }
 
@@ -338,7 +415,7 @@ static int check_header(const sl_jwt_t *j, json_t *h, unsigned *alg)
         return SL_EINVAL;
     json_t *typ = json_object_get(h, "typ");
     if (typ != NULL && (!json_is_string(typ) || json_string_length(typ) != 3 ||
-                        strcasecmp(json_string_value(typ), "JWT") != 0))
+                        !ascii_caseeq(json_string_value(typ), "JWT", 3)))
         return SL_EINVAL;
     /* RFC 7515 §4.1.11: extensions we do not understand (we understand none) must be
      * refused; this also refuses unencoded payloads (RFC 7797 "b64": false). */
@@ -425,8 +502,7 @@ static int copy_user(const sl_jwt_t *j, json_t *claims, char *out, size_t outcap
     } else {
         return SL_EINVAL;
     }
-    if (n > INT32_MAX)
-        return SL_ETOOBIG;
+    /* n < SL_JWT_MAX_TOKEN: the int return cannot overflow. */
     if (out != NULL || outcap != 0) {
         if (out == NULL || n >= outcap)
             return SL_ETOOBIG;
@@ -451,11 +527,19 @@ int sl_jwt_verify(const sl_jwt_t *j, const char *token, size_t len, uint64_t now
     if (memchr(dot2 + 1, '.', (size_t)(end - dot2 - 1)) != NULL)
         return SL_EBADMSG; /* a JWE has five parts; we take only JWS */
 
+    size_t henc = (size_t)(dot1 - token);
+    unsigned alg = 0;
+    for (size_t k = 0; k < j->nknown; k++)
+        if (j->known[k].len == henc && memcmp(j->known[k].enc, token, henc) == 0) {
+            alg = j->known[k].alg;
+            break;
+        }
+
     /* All three parts decode into one buffer; the token bound keeps it on the stack. */
     uint8_t buf[SL_JWT_MAX_TOKEN / 4 * 3 + 4];
     uint8_t *hdr = buf;
-    long hlen = b64url_decode(token, (size_t)(dot1 - token), hdr);
-    if (hlen <= 0)
+    long hlen = alg != 0 ? 0 : b64url_decode(token, henc, hdr);
+    if (hlen < 0 || (alg == 0 && hlen == 0))
         return SL_EBADMSG;
     uint8_t *pay = hdr + hlen;
     long plen = b64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), pay);
@@ -466,16 +550,18 @@ int sl_jwt_verify(const sl_jwt_t *j, const char *token, size_t len, uint64_t now
     if (slen < 0)
         return SL_EBADMSG;
 
-    /* Duplicate keys are refused: {"alg":"HS256","alg":"none"} must not mean
-     * different things to different parsers. */
-    json_t *h = json_loadb((const char *)hdr, (size_t)hlen, JSON_REJECT_DUPLICATES, NULL);
-    if (h == NULL)
-        return SL_EBADMSG;
-    unsigned alg = 0;
-    int rc = check_header(j, h, &alg);
-    json_decref(h);
-    if (rc != SL_OK)
-        return rc;
+    int rc;
+    if (alg == 0) {
+        /* Duplicate keys are refused: {"alg":"HS256","alg":"none"} must not mean
+         * different things to different parsers. */
+        json_t *h = json_loadb((const char *)hdr, (size_t)hlen, JSON_REJECT_DUPLICATES, NULL);
+        if (h == NULL)
+            return SL_EBADMSG;
+        rc = check_header(j, h, &alg);
+        json_decref(h);
+        if (rc != SL_OK)
+            return rc;
+    }
 
     const char *signed_part = token;
     size_t signed_len = (size_t)(dot2 - token);
@@ -515,7 +601,7 @@ const char *sl_jwt_bearer(const char *value, size_t len, size_t *toklen)
         p++;
     while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
         end--;
-    if (end - p < 7 || strncasecmp(p, "Bearer", 6) != 0 || p[6] != ' ')
+    if (end - p < 7 || !ascii_caseeq(p, "Bearer", 6) || p[6] != ' ')
         return NULL;
     p += 7;
     while (p < end && *p == ' ')

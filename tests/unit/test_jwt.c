@@ -267,6 +267,40 @@ static void test_mixed_verifier(void **state)
     sl_jwt_free(j);
 }
 
+/* The common header forms are matched byte-for-byte (no parse); every other spelling is
+ * parsed. Both must agree, and the match must not let a disallowed alg through. */
+static void test_header_forms(void **state)
+{
+    (void)state;
+    char out[64];
+    sl_jwt_t *j = hs_verifier();
+    static const char *const ok[] = {
+        H_HS,
+        "{\"typ\":\"JWT\",\"alg\":\"HS256\"}",
+        "{\"alg\":\"HS256\"}",
+        "{\"alg\": \"HS256\", \"typ\": \"JWT\"}",
+        "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"k1\"}",
+        "{\"alg\":\"HS\\u0032\\u0035\\u0036\"}",
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(ok); i++) {
+        assert_int_equal(verify(j, hs(ok[i], C_ALICE), out, sizeof out), 5);
+        assert_int_equal(verify(j, token_with(ok[i], C_ALICE, S_HMAC, "x", 1), out, sizeof out),
+                         SL_EINVAL);
+    }
+    /* the RS256 and ES256 forms, HMAC-signed, against an HS256 verifier */
+    assert_int_equal(verify(j, hs("{\"typ\":\"JWT\",\"alg\":\"RS256\"}", C_ALICE), out, sizeof out),
+                     SL_EINVAL);
+    assert_int_equal(verify(j, hs("{\"alg\":\"ES256\"}", C_ALICE), out, sizeof out), SL_EINVAL);
+    sl_jwt_free(j);
+    /* and each HS256 form against an RS256 verifier */
+    j = mk(SL_JWT_RS256, NULL, g_rsa_pem, NULL, 0, 0);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(verify(j, hs(ok[i], C_ALICE), out, sizeof out), SL_EINVAL);
+    const char *rs = token_with("{\"alg\":\"RS256\"}", C_ALICE, S_PKEY, g_rsa, 0);
+    assert_int_equal(verify(j, rs, out, sizeof out), 5);
+    sl_jwt_free(j);
+}
+
 /* ---- tampering ---------------------------------------------------------------------- */
 
 /* Replace the character at i with another base64url character (decoding stays valid
@@ -754,12 +788,19 @@ static void test_bearer(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hs256_valid),   cmocka_unit_test(test_rs256_valid),
-        cmocka_unit_test(test_es256_valid),   cmocka_unit_test(test_mixed_verifier),
-        cmocka_unit_test(test_tampered),      cmocka_unit_test(test_alg_none_and_unknown),
-        cmocka_unit_test(test_key_confusion), cmocka_unit_test(test_bad_conf),
-        cmocka_unit_test(test_exp_nbf),       cmocka_unit_test(test_user_claim),
-        cmocka_unit_test(test_malformed),     cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_hs256_valid),
+        cmocka_unit_test(test_rs256_valid),
+        cmocka_unit_test(test_es256_valid),
+        cmocka_unit_test(test_mixed_verifier),
+        cmocka_unit_test(test_header_forms),
+        cmocka_unit_test(test_tampered),
+        cmocka_unit_test(test_alg_none_and_unknown),
+        cmocka_unit_test(test_key_confusion),
+        cmocka_unit_test(test_bad_conf),
+        cmocka_unit_test(test_exp_nbf),
+        cmocka_unit_test(test_user_claim),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_bearer),
     };
     return cmocka_run_group_tests(tests, setup_keys, teardown_keys);
