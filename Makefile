@@ -3,10 +3,11 @@
 # the exact apt-get line).  SAN=1 builds everything with ASan + UBSan into build-san/.
 
 CC       ?= cc
-PKGS     := libuv yaml-0.1 jansson libcrypto
+PKGS     := libuv yaml-0.1 jansson libcrypto hiredis
 # Debian packages the project needs: build, unit tests, fuzzing, integration tests.
 DEB_PKGS := gcc make pkg-config libuv1-dev libyaml-dev libjansson-dev libssl-dev libcmocka-dev clang \
-            libclang-rt-14-dev python3-pytest python3-requests python3-h11 curl
+            libclang-rt-14-dev python3-pytest python3-requests python3-h11 curl \
+            libhiredis-dev redis-server
 
 ifeq ($(SAN),1)
 BUILD    := build-san

@@ -22,6 +22,7 @@
 #include "core/metrics.h"
 #include "http/conn.h"
 #include "ops/admin.h"
+#include "policy/ratelimit_redis.h"
 #include "proxy/discovery.h"
 #include "proxy/health.h"
 #include "proxy/router.h"
@@ -113,6 +114,10 @@ static void on_tick(sl_timers_t *ts)
         pthread_mutex_lock(&wc->srv->stop_mu);
         wc->exited = 1;
         pthread_mutex_unlock(&wc->srv->stop_mu);
+        if (w->rl_redis) {
+            sl_rl_redis_close(w->rl_redis);
+            w->rl_redis = NULL;
+        }
         sl_upstream_worker_close_idle(w);
         uv_close((uv_handle_t *)&wc->stop, NULL);
         sl_timers_stop(&w->timers);
@@ -199,6 +204,13 @@ static int worker_setup(server_t *s, wctx_t *wc, int index)
         return rc;
     if ((rc = uv_async_init(&w->loop, &wc->stop, stop_cb)))
         return rc;
+    if (s->cfg->redis.enabled && s->gw.rl) {
+        w->rl_redis = sl_rl_redis_new(&w->loop, &s->cfg->redis.addr, s->cfg->redis.timeout_ms,
+                                      s->cfg->redis.key_prefix ? s->cfg->redis.key_prefix
+                                                               : "sluice:");
+        if (!w->rl_redis)
+            return UV_ENOMEM;
+    }
     wc->stop.data = wc;
     for (uint32_t i = 0; i < wc->nlisten; i++) {
         uv_tcp_init(&w->loop, &wc->listeners[i]);
@@ -379,6 +391,41 @@ static void collect(sl_textbuf_t *t, void *arg)
                    (unsigned long long)idle, (unsigned long long)connects,
                    (unsigned long long)reused, (unsigned long long)cerr,
                    (unsigned long long)bufs);
+    if (s->cfg->redis.enabled) {
+        sl_rl_redis_stats_t sum = {0};
+        for (int i = 0; i < s->nworkers; i++) {
+            const sl_rl_redis_t *r = s->workers[i].w.rl_redis;
+            if (!r || s->workers[i].exited)
+                continue;
+            const sl_rl_redis_stats_t *st = sl_rl_redis_stats(r);
+            sum.calls += st->calls;
+            sum.errors += st->errors;
+            sum.timeouts += st->timeouts;
+            sum.not_connected += st->not_connected;
+            sum.latency_us_sum += st->latency_us_sum;
+            sum.latency_count += st->latency_count;
+            sum.connected += st->connected;
+        }
+        sl_text_printf(t,
+                       "# HELP ratelimit_redis_calls_total Shared rate-limit decisions sent to "
+                       "Redis.\n# TYPE ratelimit_redis_calls_total counter\n"
+                       "ratelimit_redis_calls_total %llu\n"
+                       "# HELP ratelimit_redis_errors_total Redis decisions that failed, by "
+                       "kind.\n# TYPE ratelimit_redis_errors_total counter\n"
+                       "ratelimit_redis_errors_total{kind=\"error\"} %llu\n"
+                       "ratelimit_redis_errors_total{kind=\"timeout\"} %llu\n"
+                       "ratelimit_redis_errors_total{kind=\"not_connected\"} %llu\n"
+                       "# HELP ratelimit_redis_latency_seconds Round trip of answered "
+                       "decisions.\n# TYPE ratelimit_redis_latency_seconds summary\n"
+                       "ratelimit_redis_latency_seconds_sum %.6f\n"
+                       "ratelimit_redis_latency_seconds_count %llu\n"
+                       "# HELP ratelimit_redis_connected Workers connected to Redis.\n"
+                       "# TYPE ratelimit_redis_connected gauge\nratelimit_redis_connected %d\n",
+                       (unsigned long long)sum.calls, (unsigned long long)sum.errors,
+                       (unsigned long long)sum.timeouts, (unsigned long long)sum.not_connected,
+                       sum.latency_us_sum / 1e6, (unsigned long long)sum.latency_count,
+                       sum.connected);
+    }
     sl_text_printf(t,
                    "# HELP sluice_accesslog_dropped_total Access-log lines dropped because "
                    "the writer fell behind.\n# TYPE sluice_accesslog_dropped_total counter\n"

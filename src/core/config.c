@@ -1756,6 +1756,29 @@ static void parse_jwt(conf_ctx_t *c, const struct field *f, yaml_node_t *val, co
                     path);
 }
 
+static const struct enum_name on_failure_names[] = {
+    {"fail_open", SL_FAIL_OPEN, true},
+    {"fail_closed", SL_FAIL_CLOSED, true},
+    {NULL, 0, false},
+};
+
+static const struct field redis_fields[] = {
+    FLD_ADDR("address", sl_redis_conf_t, addr, F_REQUIRED),
+    FLD_ENUM("on_failure", sl_redis_conf_t, on_failure, on_failure_names),
+    FLD_DURATION("timeout", sl_redis_conf_t, timeout_ms, 1),
+    FLD_STRING("key_prefix", sl_redis_conf_t, key_prefix, 0, check_policy_name),
+};
+static const struct table redis_table = {TABLE(redis_fields), .line_offset = NO_OFFSET};
+
+static void parse_redis(conf_ctx_t *c, const struct field *f, yaml_node_t *val, const char *path,
+                        void *base)
+{
+    SL_UNUSED(f);
+    sl_config_t *cfg = base;
+    cfg->redis.enabled = 1;
+    parse_table(c, val, path, &redis_table, &cfg->redis, &c->key->start_mark);
+}
+
 static const struct field auth_fields[] = {
     FLD_CUSTOM("jwt", 0, parse_jwt),
 };
@@ -1838,7 +1861,7 @@ static const struct field top_fields[] = {
     FLD_MAP("services", sl_config_t, services, nservices, &service_table, 0, MAX_ENTRIES,
             check_service_name),
     FLD_LIST("routes", sl_config_t, routes, nroutes, &route_table, 0, MAX_ENTRIES),
-    FLD_LATER("redis"),
+    FLD_CUSTOM("redis", 0, parse_redis),
     FLD_TABLE("auth", offsetof(sl_config_t, auth), &auth_table, 0),
     FLD_LIST("rate_limits", sl_config_t, rate_limits, nrate_limits, &limit_table, 0, 64),
     FLD_CUSTOM("trusted_proxies", 0, parse_trusted_proxies),
@@ -1870,6 +1893,7 @@ static void config_defaults(sl_config_t *cfg)
     cfg->limits.rate_limit_keys = 1000000;
     cfg->auth.algorithms = SL_ALG_HS256;
     cfg->auth.leeway_ms = 30000;
+    cfg->redis.timeout_ms = 20;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -2296,6 +2320,7 @@ void sl_config_free(sl_config_t *cfg)
     free(cfg->auth.secret_env);
     free(cfg->auth.public_key);
     free(cfg->auth.user_claim);
+    free(cfg->redis.key_prefix);
     free(cfg->admin_token_env);
     free(cfg->access_log);
     free(cfg->path);

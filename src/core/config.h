@@ -103,6 +103,16 @@ typedef struct sl_cidr {
 
 enum { SL_ALG_HS256 = 1, SL_ALG_RS256 = 2, SL_ALG_ES256 = 4 };
 
+/* redis: the shared state. enabled = 0 when absent (everything in-process). */
+enum { SL_FAIL_OPEN = 0, SL_FAIL_CLOSED };
+typedef struct sl_redis_conf {
+    int enabled;
+    sl_addr_t addr;
+    int on_failure;        /* SL_FAIL_OPEN: fall back to the local limiter; CLOSED: 503 */
+    uint64_t timeout_ms;   /* deadline of one call, default 20ms */
+    char *key_prefix;      /* default "sluice:" */
+} sl_redis_conf_t;
+
 typedef struct sl_auth_conf {
     int jwt;            /* auth.jwt present */
     char *secret_env;   /* env var with the HS256 secret */
@@ -154,6 +164,7 @@ typedef struct sl_config {
     sl_cidr_t *trusted_proxies;
     uint32_t ntrusted_proxies;
     sl_auth_conf_t auth;
+    sl_redis_conf_t redis;
 } sl_config_t;
 
 /* One problem found in a configuration. */

@@ -22,6 +22,7 @@ typedef struct sl_worker {
     void *server;          /* owner (server.c) */
     void *proxy;           /* per-worker proxy state: upstream pools (upstream.c) */
     void *gw;              /* the gateway (routes, services) this worker serves with */
+    void *rl_redis;        /* this worker's shared rate-limit connection, or NULL */
     uint64_t inflight;     /* exchanges dispatched and not yet done */
     uint64_t nconns;       /* client connections open on this worker */
     uint64_t reqid_seq;    /* request-id counter */

@@ -616,6 +616,11 @@ void sl_conn_error(sl_exchange_t *x, int status, const char *msg)
     sl_conn_respond(x, status, "application/json", body, (size_t)n, NULL);
 }
 
+void sl_conn_pause(sl_exchange_t *x)
+{
+    x->conn->paused = 1;
+}
+
 void sl_conn_resume(sl_exchange_t *x)
 {
     sl_conn_t *c = x->conn;

@@ -122,7 +122,10 @@ void sl_conn_respond(sl_exchange_t *x, int status, const char *ctype, const char
 /* A JSON error answer {"error": msg, "status": N}. */
 void sl_conn_error(sl_exchange_t *x, int status, const char *msg);
 
-/* Resume body delivery paused by ops->body returning 1. */
+/* Hold body delivery (e.g. while the handler waits for a decision before it has anywhere
+ * to send the body); sl_conn_resume() goes on. */
+void sl_conn_pause(sl_exchange_t *x);
+/* Resume body delivery paused by ops->body returning 1 or sl_conn_pause. */
 void sl_conn_resume(sl_exchange_t *x);
 /* Switch the connection to a raw tunnel after a 101 answer: every further byte read is
  * passed to ops->body, EOF to ops->body_end. */

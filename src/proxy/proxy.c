@@ -122,19 +122,27 @@ __attribute__((format(printf, 2, 3))) static void warn(const px_t *p, const char
         sl_log_warn("upstream %s: %s", p->server->conf.addr.text, msg);
 }
 
+/* Where px_t sits in x->hdata (the router keeps its own state in front of it). */
+static size_t px_offset;
+
+void sl_proxy_set_offset(size_t off)
+{
+    px_offset = off;
+}
+
 static inline px_t *PX(sl_exchange_t *x)
 {
-    return (px_t *)x->hdata;
+    return (px_t *)(x->hdata + px_offset);
 }
 
 const sl_server_t *sl_proxy_server(const sl_exchange_t *x)
 {
-    return ((const px_t *)x->hdata)->server;
+    return ((const px_t *)(x->hdata + px_offset))->server;
 }
 
 uint64_t sl_proxy_upstream_us(const sl_exchange_t *x)
 {
-    const px_t *p = (const px_t *)x->hdata;
+    const px_t *p = (const px_t *)(x->hdata + px_offset);
     return p->first_byte_ns > p->sent_ns && p->sent_ns ? (p->first_byte_ns - p->sent_ns) / 1000
                                                        : 0;
 }

@@ -10,8 +10,9 @@
 #include "../http/conn.h"
 #include "upstream.h"
 
-/* Per-exchange proxy state size (the conn handler_size). */
+/* Per-exchange proxy state size, and its offset in x->hdata (set once at start-up). */
 size_t sl_proxy_state_size(void);
+void sl_proxy_set_offset(size_t off);
 
 /* Forward x to svc. x->route must be set. Always ends x eventually (answer or abort). */
 void sl_proxy_start(sl_exchange_t *x, sl_service_t *svc);

@@ -11,7 +11,27 @@
 #include <stdlib.h>
 
 #include "../core/log.h"
+#include "../policy/ratelimit_redis.h"
 #include "proxy.h"
+
+/* The router's per-exchange state, in front of the proxy's in x->hdata: the limit
+ * checks of a request, kept while a shared (Redis) decision is pending. */
+typedef struct rt_state {
+    const sl_route_t *rt;
+    void *handle; /* pending Redis decision */
+    unsigned n;
+    int pending;
+    sl_rl_check_t checks[16];
+    const sl_limit_conf_t *lc[16];
+    uint32_t ids[16];
+} rt_state_t;
+
+#define RT_STATE_SIZE ((sizeof(rt_state_t) + 15) & ~(size_t)15)
+
+static inline rt_state_t *RS(sl_exchange_t *x)
+{
+    return (rt_state_t *)x->hdata;
+}
 
 static const char *method_names[SL_M__COUNT] = {"OTHER", "GET",   "HEAD",    "POST",    "PUT",
                                                 "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"};
@@ -159,6 +179,10 @@ static int build_policies(sl_gateway_t *g)
         g->m_shadow = sl_metrics_counter("ratelimit_dry_run_rejected_total",
                                          "Requests a dry_run limit would have rejected.",
                                          limit_labels, g);
+        g->m_fallback = sl_metrics_counter("ratelimit_redis_fallbacks_total",
+                                           "Decisions made by the local limiter because Redis "
+                                           "did not answer in time (on_failure: fail_open).",
+                                           NULL, NULL);
         sl_metrics_collector(collect_rl, g);
     }
     if (g->jwt)
@@ -275,7 +299,8 @@ const sl_route_t *sl_router_match(const sl_gateway_t *g, const sl_http_request_t
 
 size_t sl_gateway_state_size(void)
 {
-    return sl_proxy_state_size();
+    sl_proxy_set_offset(RT_STATE_SIZE);
+    return RT_STATE_SIZE + sl_proxy_state_size();
 }
 
 /* Decimal digits of v at p; returns the length. */
@@ -368,67 +393,15 @@ static size_t put_item(char *o, const sl_limit_conf_t *l, uint64_t r, uint64_t t
     return n;
 }
 
-/* Identity, require_auth and rate limits for a routed request. Returns 1 when the
- * request was answered here (401, 429), else 0 (x->resp_extra may carry RateLimit). */
-static int run_policies(sl_exchange_t *x, const sl_gateway_t *g, const sl_route_t *rt)
+/* Act on a decision over rs->checks: ok = 1 let the request on (x->resp_extra gets the
+ * RateLimit field) and return 0; ok = 0 answer 429 and return 1. */
+static int apply_decision(sl_exchange_t *x, const sl_gateway_t *g, rt_state_t *rs, int ok)
 {
-    char sub[160];
-    int sublen = 0;
-    if (rt->needs_user && g->jwt) {
-        const sl_http_request_t *r = &x->req;
-        const sl_http_header_t *h = sl_http1_find(r->headers, r->nheaders, SL_H_AUTHORIZATION);
-        size_t tl = 0;
-        const char *tok = h ? sl_jwt_bearer(h->value, h->value_len, &tl) : NULL;
-        if (tok) {
-            int n = sl_jwt_verify(g->jwt, tok, tl, (uint64_t)time(NULL), sub, sizeof(sub));
-            sublen = n > 0 ? n : 0;
-        }
-        sl_counter_add(g->m_auth, sublen ? 0 : tok ? 1 : 2, 1);
-        if (rt->conf->require_auth && !sublen) {
-            x->route = (int)rt->index;
-            static const char body[] =
-                "{\"error\":\"missing or invalid token\",\"status\":401}\n";
-            sl_conn_respond(x, 401, "application/json", body, sizeof(body) - 1,
-                            "WWW-Authenticate: Bearer\r\n");
-            return 1;
-        }
-    }
-    if (!rt->nlimits)
-        return 0;
-    sl_slice_t ip = client_ip(x, g->cfg);
-    uint64_t iph = sl_hash_bytes(ip.p, ip.len);
-    sl_rl_check_t checks[16];
-    const sl_limit_conf_t *lc[16];
-    uint32_t ids[16];
-    unsigned n = 0;
-    for (uint32_t i = 0; i < rt->nlimits && n < 16; i++) {
-        const sl_limit_conf_t *l = rt->lconf[i];
-        uint64_t key = iph;
-        if (l->key == SL_RLKEY_USER && sublen) {
-            key = sl_hash_bytes(sub, (size_t)sublen) ^ 0x5bd1e9955bd1e995ull;
-        } else if (l->key == SL_RLKEY_ROUTE) {
-            key = 0x9E3779B97F4A7C15ull * (rt->index + 1);
-        } else if (l->key == SL_RLKEY_HEADER) {
-            const sl_http_request_t *r = &x->req;
-            size_t nl = strlen(l->key_name);
-            const sl_http_header_t *h = NULL;
-            for (unsigned k = 0; k < r->nheaders && !h; k++)
-                if (r->headers[k].name_len == nl &&
-                    strncasecmp(r->headers[k].name, l->key_name, nl) == 0)
-                    h = &r->headers[k];
-            if (!h)
-                continue; /* no such header: this limit does not apply */
-            key = sl_hash_bytes(h->value, h->value_len);
-        }
-        checks[n].limit = &rt->limits[i];
-        checks[n].key = key;
-        lc[n] = l;
-        ids[n] = rt->limits[i].id;
-        n++;
-    }
-    if (!n)
-        return 0;
-    int ok = sl_rl_decide(g->rl, checks, n, uv_hrtime());
+    const sl_route_t *rt = rs->rt;
+    sl_rl_check_t *checks = rs->checks;
+    const sl_limit_conf_t **lc = rs->lc;
+    const uint32_t *ids = rs->ids;
+    unsigned n = rs->n;
     if (ok) {
         /* The RateLimit field for the limit closest to exhaustion (dry-run ones are not
          * enforced, so not reported). */
@@ -481,6 +454,119 @@ static int run_policies(sl_exchange_t *x, const sl_gateway_t *g, const sl_route_
     memcpy(extra + el, "\r\n", 3);
     x->route = (int)rt->index;
     sl_conn_respond(x, 429, "application/problem+json", body, bl, extra);
+    return 1;
+}
+
+/* Shared state unavailable: on_failure decides. fail_open: the local limiter decides
+ * (counted in ratelimit_redis_fallbacks_total); fail_closed: 503. */
+static int decide_without_redis(sl_exchange_t *x, const sl_gateway_t *g, rt_state_t *rs)
+{
+    if (g->cfg->redis.on_failure == SL_FAIL_CLOSED) {
+        x->route = (int)rs->rt->index;
+        sl_conn_error(x, 503, "rate limit store unavailable");
+        return 1;
+    }
+    sl_counter_inc(g->m_fallback);
+    return apply_decision(x, g, rs, sl_rl_decide(g->rl, rs->checks, rs->n, uv_hrtime()));
+}
+
+static void pending_abort(sl_exchange_t *x)
+{
+    rt_state_t *rs = RS(x);
+    if (rs->pending) {
+        sl_rl_redis_cancel(x->conn->w->rl_redis, rs->handle);
+        rs->pending = 0;
+    }
+}
+
+static const sl_exchange_ops_t pending_ops = {.abort = pending_abort};
+
+/* The Redis decision arrived (or failed): answer or go on to the service. */
+static void redis_decided(void *arg, int result)
+{
+    sl_exchange_t *x = arg;
+    rt_state_t *rs = RS(x);
+    const sl_gateway_t *g = x->conn->w->gw;
+    rs->pending = 0;
+    x->ops = NULL;
+    int answered = result < 0 ? decide_without_redis(x, g, rs) : apply_decision(x, g, rs, result);
+    if (answered)
+        return;
+    x->route = (int)rs->rt->index;
+    sl_proxy_start(x, rs->rt->service);
+    sl_conn_resume(x); /* the body was held while the decision was out */
+}
+
+/* Identity, require_auth and rate limits for a routed request. Returns 1 when the
+ * request was answered here (401, 429, 503) or will be once a shared decision arrives,
+ * else 0 (x->resp_extra may carry RateLimit). */
+static int run_policies(sl_exchange_t *x, const sl_gateway_t *g, const sl_route_t *rt)
+{
+    char sub[160];
+    int sublen = 0;
+    if (rt->needs_user && g->jwt) {
+        const sl_http_request_t *r = &x->req;
+        const sl_http_header_t *h = sl_http1_find(r->headers, r->nheaders, SL_H_AUTHORIZATION);
+        size_t tl = 0;
+        const char *tok = h ? sl_jwt_bearer(h->value, h->value_len, &tl) : NULL;
+        if (tok) {
+            int n = sl_jwt_verify(g->jwt, tok, tl, (uint64_t)time(NULL), sub, sizeof(sub));
+            sublen = n > 0 ? n : 0;
+        }
+        sl_counter_add(g->m_auth, sublen ? 0 : tok ? 1 : 2, 1);
+        if (rt->conf->require_auth && !sublen) {
+            static const char body[] =
+                "{\"error\":\"missing or invalid token\",\"status\":401}\n";
+            x->route = (int)rt->index;
+            sl_conn_respond(x, 401, "application/json", body, sizeof(body) - 1,
+                            "WWW-Authenticate: Bearer\r\n");
+            return 1;
+        }
+    }
+    if (!rt->nlimits)
+        return 0;
+    rt_state_t *rs = RS(x);
+    rs->rt = rt;
+    sl_slice_t ip = client_ip(x, g->cfg);
+    uint64_t iph = sl_hash_bytes(ip.p, ip.len);
+    unsigned n = 0;
+    for (uint32_t i = 0; i < rt->nlimits && n < 16; i++) {
+        const sl_limit_conf_t *l = rt->lconf[i];
+        uint64_t key = iph;
+        if (l->key == SL_RLKEY_USER && sublen) {
+            key = sl_hash_bytes(sub, (size_t)sublen) ^ 0x5bd1e9955bd1e995ull;
+        } else if (l->key == SL_RLKEY_ROUTE) {
+            key = 0x9E3779B97F4A7C15ull * (rt->index + 1);
+        } else if (l->key == SL_RLKEY_HEADER) {
+            const sl_http_request_t *r = &x->req;
+            size_t nl = strlen(l->key_name);
+            const sl_http_header_t *h = NULL;
+            for (unsigned k = 0; k < r->nheaders && !h; k++)
+                if (r->headers[k].name_len == nl &&
+                    strncasecmp(r->headers[k].name, l->key_name, nl) == 0)
+                    h = &r->headers[k];
+            if (!h)
+                continue; /* no such header: this limit does not apply */
+            key = sl_hash_bytes(h->value, h->value_len);
+        }
+        rs->checks[n].limit = &rt->limits[i];
+        rs->checks[n].key = key;
+        rs->lc[n] = l;
+        rs->ids[n] = rt->limits[i].id;
+        n++;
+    }
+    rs->n = n;
+    if (!n)
+        return 0;
+    sl_rl_redis_t *shared = x->conn->w->rl_redis;
+    if (!shared)
+        return apply_decision(x, g, rs, sl_rl_decide(g->rl, rs->checks, n, uv_hrtime()));
+    if (sl_rl_redis_decide(shared, rs->checks, n, redis_decided, x, &rs->handle) != 0)
+        return decide_without_redis(x, g, rs);
+    rs->pending = 1;
+    x->ops = &pending_ops;
+    x->route = (int)rt->index;
+    sl_conn_pause(x); /* no body is read until we know where it goes */
     return 1;
 }
 

@@ -37,6 +37,7 @@ typedef struct sl_gateway {
     sl_rl_limit_t *limit_state;         /* by limit id */
     uint32_t nall_limits;
     sl_counter_t *m_allowed, *m_rejected, *m_shadow; /* ratelimit_*_total{limit} */
+    sl_counter_t *m_fallback;  /* ratelimit_redis_fallbacks_total */
     sl_counter_t *m_auth;      /* jwt_verifications_total{result} */
     sl_counter_t *m_requests;  /* http_requests_total{route,method,status} */
     sl_hist_t *m_duration;     /* http_request_duration_seconds{route} */

@@ -186,4 +186,5 @@ def test_table_stays_bounded_under_a_flood_of_keys(limited):
     m = sl.metrics()
     assert m.value("ratelimit_table_keys") <= 10000 * 1.1
     assert m.value("ratelimit_evictions_total") >= 80000
-    assert rss_kb(sl.pid) - base < (60000 if SAN else 8000), (base, rss_kb(sl.pid))
+    if not SAN:  # ASan's quarantine keeps freed memory resident: RSS says nothing there
+        assert rss_kb(sl.pid) - base < 8000, (base, rss_kb(sl.pid))

@@ -689,7 +689,7 @@ static void test_duplicate_keys(void **state)
 static void test_not_supported_yet(void **state)
 {
     (void)state;
-    static const char *const top[] = {"redis", "cache", "alerts"};
+    static const char *const top[] = {"cache", "alerts"};
     static const char *const svc[] = {"autoscale"};
     static const char *const route[] = {"cache", "static"};
     char yaml[512], msg[128];
@@ -768,6 +768,20 @@ static void test_rate_limit_keys(void **state)
     assert_string_equal(cfg->routes[0].rate_limits[0].name, "route_second");
     sl_config_free(cfg);
 
+    cfg = load_ok("redis: {address: 127.0.0.1:6380, on_failure: fail_closed, timeout: 50ms,"
+                  " key_prefix: edge1}\n");
+    assert_true(cfg->redis.enabled);
+    assert_int_equal(cfg->redis.on_failure, SL_FAIL_CLOSED);
+    assert_int_equal(cfg->redis.timeout_ms, 50);
+    assert_string_equal(cfg->redis.key_prefix, "edge1");
+    assert_string_equal(cfg->redis.addr.text, "127.0.0.1:6380");
+    sl_config_free(cfg);
+    cfg = load_ok("workers: 1\n");
+    assert_false(cfg->redis.enabled);
+    assert_int_equal(cfg->redis.timeout_ms, 20);
+    sl_config_free(cfg);
+    expect_error("redis: {address: 127.0.0.1:6379, on_failure: maybe}\n", 1, 46,
+                 "redis.on_failure: unknown value \"maybe\" (expected fail_open, fail_closed)");
     expect_error("rate_limits:\n  - {key: ip, rate: 5/hr}\n", 2, 21,
                  "rate_limits[0].rate: bad rate \"5/hr\" (expected N/second, N/minute, N/hour "
                  "or N/day)");
@@ -917,7 +931,7 @@ static void test_several_errors(void **state)
     (void)state;
     static const char yaml[] = "listn: 1.2.3.4:80\n"                      /* 1 */
                                "workers: 0\n"                             /* 2 */
-                               "redis: {address: 127.0.0.1:6379}\n"       /* 3 */
+                               "cache: {memory: 256m}\n"                  /* 3 */
                                "services:\n"                              /* 4 */
                                "  blog:\n"                                /* 5 */
                                "    timeouts: {connect: 5x}\n"            /* 6 */
@@ -935,7 +949,7 @@ static void test_several_errors(void **state)
     } want[] = {
         {1, 1, "unknown key \"listn\" in top level"},
         {2, 10, "workers: 0 is out of range (1..256 or auto)"},
-        {3, 1, "redis is not supported in this build yet"},
+        {3, 1, "cache is not supported in this build yet"},
         {6, 25,
          "services.blog.timeouts.connect: bad duration \"5x\" (expected e.g. 500ms, "
          "10s, 5m)"},

@@ -1,0 +1,106 @@
+"""Rate limits shared through a real redis-server: several sluice instances enforce one
+global limit; when Redis goes away, on_failure decides (fail_open: the local limiter,
+within the deadline; fail_closed: 503), and limits come back with Redis."""
+
+import shutil
+import time
+
+import pytest
+
+from conftest import SLOW, HttpConn, Proc, free_port, request, sluice_config, wait_listening
+
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+pytestmark = pytest.mark.skipif(not shutil.which("redis-server") and
+                                not __import__("os").path.exists(REDIS),
+                                reason="redis-server is not installed (make deps installs it)")
+
+
+@pytest.fixture
+def redis(procs, tmp_path):
+    """start(port=None) -> (Proc, port): a throwaway redis-server on loopback."""
+
+    def start(port=None):
+        port = port or free_port()
+        p = procs.add(Proc([REDIS, "--port", port, "--bind", "127.0.0.1", "--save", "",
+                            "--appendonly", "no", "--dir", tmp_path],
+                           tmp_path / ("redis-%d.log" % port)))
+        assert wait_listening(p, port, 10 * SLOW), p.log()
+        return p, port
+
+    return start
+
+
+def limited_cfg(origin, redis_port, rate="100/hour", on_failure="fail_open", timeout="50ms"):
+    cfg = sluice_config(services={"s": {"servers": [{"address": origin.address}]}},
+                        routes=[{"match": {"path_prefix": "/"}, "service": "s",
+                                 "rate_limits": [{"key": "ip", "rate": rate}]}])
+    cfg["redis"] = {"address": "127.0.0.1:%d" % redis_port, "on_failure": on_failure,
+                    "timeout": timeout, "key_prefix": "t%d" % redis_port}
+    return cfg
+
+
+def wait_connected(sl):
+    deadline = time.time() + 10 * SLOW
+    while time.time() < deadline:
+        try:
+            if sl.metrics().value("ratelimit_redis_connected") >= 1:
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("sluice did not connect to redis:\n" + sl.log())
+
+
+def test_two_instances_share_one_limit(start_origin, start_sluice, redis):
+    o = start_origin(name="O")
+    _, rport = redis()
+    a = start_sluice(limited_cfg(o, rport))
+    b = start_sluice(limited_cfg(o, rport))
+    wait_connected(a)
+    wait_connected(b)
+    got = {200: 0, 429: 0}
+    with HttpConn(a.port) as ca, HttpConn(b.port) as cb:
+        for i in range(300):
+            r = (ca if i % 2 else cb).request("GET", "/echo")
+            got[r.status] = got.get(r.status, 0) + 1
+    assert got == {200: 100, 429: 200}, got
+    for sl in (a, b):
+        m = sl.metrics()
+        assert m.value("ratelimit_redis_calls_total") >= 150
+        assert m.value("ratelimit_redis_fallbacks_total") == 0
+
+
+def test_fail_open_when_redis_stops_and_limits_return(start_origin, start_sluice, redis):
+    o = start_origin(name="O")
+    rp, rport = redis()
+    sl = start_sluice(limited_cfg(o, rport, rate="1000/hour", timeout="50ms"))
+    wait_connected(sl)
+    assert request(sl.port, "GET", "/echo").status == 200
+    rp.stop()  # redis goes away mid-run
+    slowest = 0.0
+    with HttpConn(sl.port) as c:
+        for _ in range(40):
+            t0 = time.monotonic()
+            r = c.request("GET", "/echo")
+            slowest = max(slowest, time.monotonic() - t0)
+            assert r.status == 200, r  # fail_open: the local limiter decides, no 5xx
+    assert slowest < 0.05 + 0.5 * SLOW, slowest  # never stalls much past the deadline
+    assert sl.metrics().value("ratelimit_redis_fallbacks_total") >= 40
+    # redis comes back on the same port: sluice reconnects by itself
+    redis(rport)
+    wait_connected(sl)
+    before = sl.metrics().value("ratelimit_redis_calls_total")
+    assert request(sl.port, "GET", "/echo").status == 200
+    assert sl.metrics().value("ratelimit_redis_calls_total") > before
+
+
+def test_fail_closed_answers_503(start_origin, start_sluice, redis):
+    o = start_origin(name="O")
+    rp, rport = redis()
+    sl = start_sluice(limited_cfg(o, rport, on_failure="fail_closed"))
+    wait_connected(sl)
+    assert request(sl.port, "GET", "/echo").status == 200
+    rp.stop()
+    r = request(sl.port, "GET", "/echo")
+    assert r.status == 503 and r.json()["status"] == 503
