@@ -270,7 +270,6 @@ static void dispatch(sl_conn_t *c, int head_len)
         x->body_done = 1;
         sl_timed_clear(&c->timed);
     }
-    memset(x->hdata, 0, c->cfg->handler_size);
     x->dispatched = 1;
     c->cfg->handler(x);
     if (c->x != x || c->state != ST_ACTIVE)
@@ -575,6 +574,39 @@ void sl_conn_end(sl_exchange_t *x, int keepalive_ok)
     process(c);
 }
 
+/* Bounded appends for building answers without printf (which costs more than the whole
+ * rest of a rejected request). */
+typedef struct out {
+    char *p, *end;
+    int overflow;
+} out_t;
+
+static inline void out_put(out_t *o, const char *s, size_t n)
+{
+    if ((size_t)(o->end - o->p) < n) {
+        o->overflow = 1;
+        return;
+    }
+    memcpy(o->p, s, n);
+    o->p += n;
+}
+
+static inline void out_str(out_t *o, const char *s)
+{
+    out_put(o, s, strlen(s));
+}
+
+static inline void out_u64(out_t *o, uint64_t v)
+{
+    char tmp[24];
+    char *e = tmp + sizeof(tmp), *q = e;
+    do {
+        *--q = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    out_put(o, q, (size_t)(e - q));
+}
+
 void sl_conn_respond(sl_exchange_t *x, int status, const char *ctype, const char *body,
                      size_t len, const char *extra)
 {
@@ -588,23 +620,36 @@ void sl_conn_respond(sl_exchange_t *x, int status, const char *ctype, const char
     }
     int ka = sl_conn_keepalive(x);
     int head_only = x->req.method_id == SL_M_HEAD || status == 204 || status == 304;
-    int n = snprintf(b->data, b->size,
-                     "HTTP/1.1 %d %s\r\nServer: sluice\r\n%.*s\r\n%s%s%sContent-Length: "
-                     "%zu\r\n%s%s%.*s\r\n",
-                     status, sl_http1_reason(status), (int)c->w->date_len, c->w->date,
-                     ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "",
-                     len, ka ? "" : "Connection: close\r\n", extra ? extra : "",
-                     (int)x->resp_extra_len, x->resp_extra);
-    if (n < 0 || (size_t)n + len > b->size) {
+    out_t o = {b->data, b->data + b->size, 0};
+    out_put(&o, "HTTP/1.1 ", 9);
+    out_u64(&o, (uint64_t)status);
+    out_put(&o, " ", 1);
+    out_str(&o, sl_http1_reason(status));
+    out_put(&o, "\r\nServer: sluice\r\n", 18);
+    out_put(&o, c->w->date, c->w->date_len);
+    out_put(&o, "\r\n", 2);
+    if (ctype) {
+        out_put(&o, "Content-Type: ", 14);
+        out_str(&o, ctype);
+        out_put(&o, "\r\n", 2);
+    }
+    out_put(&o, "Content-Length: ", 16);
+    out_u64(&o, len);
+    out_put(&o, "\r\n", 2);
+    if (!ka)
+        out_put(&o, "Connection: close\r\n", 19);
+    if (extra)
+        out_str(&o, extra);
+    out_put(&o, x->resp_extra, x->resp_extra_len);
+    out_put(&o, "\r\n", 2);
+    if (body && !head_only)
+        out_put(&o, body, len);
+    if (o.overflow) {
         sl_buf_put(&c->w->bufs, b);
         sl_conn_end(x, 0);
         return;
     }
-    if (body && !head_only) {
-        memcpy(b->data + n, body, len);
-        n += (int)len;
-    }
-    uv_buf_t ub = uv_buf_init(b->data, (unsigned)n);
+    uv_buf_t ub = uv_buf_init(b->data, (unsigned)(o.p - b->data));
     sl_conn_send(x, &ub, 1, &b, 1);
     sl_conn_end(x, ka);
 }

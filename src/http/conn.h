@@ -35,7 +35,8 @@ typedef struct sl_exchange_ops {
 
 /* One request/response on a client connection. Allocated by conn when a request head
  * starts arriving, freed after sl_conn_end() or abort. The handler's own per-exchange
- * state lives in hdata[] (handler_size bytes, zeroed at dispatch). */
+ * state lives in hdata[] (handler_size bytes, NOT cleared: the handler initialises what
+ * it uses, so a large state costs nothing on requests that need little of it). */
 struct sl_exchange {
     sl_conn_t *conn;
     const sl_exchange_ops_t *ops;

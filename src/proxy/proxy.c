@@ -1219,6 +1219,12 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         pause_upstream(p);
 }
 
+void sl_proxy_reset(sl_exchange_t *x)
+{
+    /* Everything but the parsed response, which the parser fills before any use. */
+    memset(PX(x), 0, offsetof(px_t, resp));
+}
+
 void sl_proxy_start(sl_exchange_t *x, sl_service_t *svc)
 {
     px_t *p = PX(x);

@@ -14,6 +14,10 @@
 size_t sl_proxy_state_size(void);
 void sl_proxy_set_offset(size_t off);
 
+/* Clear x's proxy state; the handler calls it first thing for every exchange (hdata is
+ * not cleared by conn), so sl_proxy_done can always read it. */
+void sl_proxy_reset(sl_exchange_t *x);
+
 /* Forward x to svc. x->route must be set. Always ends x eventually (answer or abort). */
 void sl_proxy_start(sl_exchange_t *x, sl_service_t *svc);
 

@@ -303,17 +303,32 @@ size_t sl_gateway_state_size(void)
     return RT_STATE_SIZE + sl_proxy_state_size();
 }
 
-/* Decimal digits of v at p; returns the length. */
+/* Decimal digits of v at p; returns the length. Two digits per step from a table: the
+ * RateLimit field carries two numbers on every limited answer. */
 static size_t put_u64(char *p, uint64_t v)
 {
+    static const char pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                   "25262728293031323334353637383940414243444546474849"
+                                   "50515253545556575859606162636465666768697071727374"
+                                   "75767778798081828384858687888990919293949596979899";
     char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        p[i] = tmp[n - 1 - i];
+    char *e = tmp + sizeof(tmp), *q = e;
+    while (v >= 100) {
+        unsigned d = (unsigned)(v % 100);
+        v /= 100;
+        q -= 2;
+        q[0] = pairs[2 * d];
+        q[1] = pairs[2 * d + 1];
+    }
+    if (v >= 10) {
+        q -= 2;
+        q[0] = pairs[2 * v];
+        q[1] = pairs[2 * v + 1];
+    } else {
+        *--q = (char)('0' + v);
+    }
+    size_t n = (size_t)(e - q);
+    memcpy(p, q, n);
     return n;
 }
 
@@ -417,41 +432,76 @@ static int apply_decision(sl_exchange_t *x, const sl_gateway_t *g, rt_state_t *r
                 best = (int)i;
         }
         if (best >= 0) {
-            char *o = x->resp_extra;
-            memcpy(o, "RateLimit: ", 11);
-            size_t k = 11 + put_item(o + 11, lc[best], checks[best].remaining,
-                                     checks[best].reset_s);
-            o[k++] = '\r';
-            o[k++] = '\n';
-            x->resp_extra_len = (uint32_t)k;
+            /* The line is the same request after request while a generous limit stays
+             * near its quota: keep the last one per thread instead of formatting again. */
+            static __thread struct {
+                const sl_limit_conf_t *l;
+                uint64_t r, t;
+                uint32_t len;
+                char line[sizeof(x->resp_extra)];
+            } last;
+            uint64_t r = checks[best].remaining, t = checks[best].reset_s;
+            if (last.l != lc[best] || last.r != r || last.t != t) {
+                memcpy(last.line, "RateLimit: ", 11);
+                size_t k = 11 + put_item(last.line + 11, lc[best], r, t);
+                last.line[k++] = '\r';
+                last.line[k++] = '\n';
+                last.len = (uint32_t)k;
+                last.l = lc[best];
+                last.r = r;
+                last.t = t;
+            }
+            memcpy(x->resp_extra, last.line, last.len);
+            x->resp_extra_len = last.len;
         }
         return 0;
     }
     /* 429: problem+json naming the violated policies; Retry-After and RateLimit for the
-     * one that frees up last. */
-    char body[512], extra[1024];
-    size_t bl = (size_t)snprintf(body, sizeof(body),
-                                 "{\"type\":\"https://iana.org/assignments/http-problem-types#"
-                                 "quota-exceeded\",\"title\":\"Too Many Requests\","
-                                 "\"status\":429,\"violated-policies\":[");
+     * one that frees up last. Built with plain copies: printf would cost more than all
+     * the rest of a rejected request. */
+    static const char head[] = "{\"type\":\"https://iana.org/assignments/http-problem-types#"
+                               "quota-exceeded\",\"title\":\"Too Many Requests\","
+                               "\"status\":429,\"violated-policies\":[";
+    char body[600], extra[1200];
+    size_t bl = sizeof(head) - 1;
+    memcpy(body, head, bl);
     int worst = -1;
     for (unsigned i = 0; i < n; i++) {
         if (checks[i].allowed || lc[i]->dry_run)
             continue;
         sl_counter_add(g->m_rejected, ids[i], 1);
-        if (bl + strlen(lc[i]->name) + 8 < sizeof(body))
-            bl += (size_t)snprintf(body + bl, sizeof(body) - bl, "%s\"%s\"", worst < 0 ? "" : ",",
-                                   lc[i]->name);
+        size_t nl = strlen(lc[i]->name);
+        if (bl + nl + 8 < sizeof(body)) {
+            if (worst >= 0)
+                body[bl++] = ',';
+            body[bl++] = '"';
+            memcpy(body + bl, lc[i]->name, nl);
+            bl += nl;
+            body[bl++] = '"';
+        }
         if (worst < 0 || checks[i].retry_after_s > checks[worst].retry_after_s)
             worst = (int)i;
     }
-    bl += (size_t)snprintf(body + bl, sizeof(body) - bl, "]}\n");
+    memcpy(body + bl, "]}\n", 3);
+    bl += 3;
     uint64_t ra = worst >= 0 ? checks[worst].retry_after_s : 1;
-    size_t el = (size_t)snprintf(extra, sizeof(extra), "Retry-After: %llu\r\n%.*sRateLimit: ",
-                                 (unsigned long long)ra, (int)rt->policy_len, rt->policy);
-    if (worst >= 0)
+    size_t el = 13;
+    memcpy(extra, "Retry-After: ", 13);
+    el += put_u64(extra + el, ra);
+    memcpy(extra + el, "\r\n", 2);
+    el += 2;
+    if (rt->policy_len < sizeof(extra) - el - 120) {
+        memcpy(extra + el, rt->policy, rt->policy_len);
+        el += rt->policy_len;
+    }
+    if (worst >= 0) {
+        memcpy(extra + el, "RateLimit: ", 11);
+        el += 11;
         el += put_item(extra + el, lc[worst], 0, ra);
-    memcpy(extra + el, "\r\n", 3);
+        memcpy(extra + el, "\r\n", 2);
+        el += 2;
+    }
+    extra[el] = 0;
     x->route = (int)rt->index;
     sl_conn_respond(x, 429, "application/problem+json", body, bl, extra);
     return 1;
@@ -575,6 +625,8 @@ void sl_gateway_handle(sl_exchange_t *x)
     sl_worker_t *w = x->conn->w;
     const sl_gateway_t *g = w->gw;
     w->inflight++;
+    sl_proxy_reset(x);
+    RS(x)->pending = 0;
     const sl_route_t *rt = sl_router_match(g, &x->req);
     if (!rt) {
         sl_conn_error(x, 404, "no route matches");
