@@ -164,14 +164,16 @@ def test_dry_run_counts_but_never_rejects(limited):
 
 
 def test_table_stays_bounded_under_a_flood_of_keys(limited):
-    """100,000 distinct keys into a table bounded at 10,000: the table holds at most its
-    bound, evictions are counted, and memory stays flat."""
+    """1,000,000 distinct keys (100,000 under ASan, which is 5x slower) into a table
+    bounded at 10,000: the table holds at most its bound, evictions are counted, and
+    memory stays flat."""
+    nkeys = 100000 if SAN else 1000000
     sl = limited([{"key": "header:X-K", "rate": "10/minute"}],
                  limits={"rate_limit_keys": 10000})
     base = rss_kb(sl.pid)
     s = socket.create_connection(("127.0.0.1", sl.port), timeout=30)
     got = 0
-    for batch in range(1000):
+    for batch in range(nkeys // 100):
         reqs = b"".join(b"GET /health HTTP/1.1\r\nHost: x\r\nX-K: k%d\r\n\r\n" % (batch * 100 + i)
                         for i in range(100))
         s.sendall(reqs)
@@ -182,9 +184,9 @@ def test_table_stays_bounded_under_a_flood_of_keys(limited):
             buf += d
         got += buf.count(b"HTTP/1.1 200")
     s.close()
-    assert got == 100000  # every key is new (or evicted while idle): all allowed
+    assert got == nkeys  # every key is new (or evicted while idle): all allowed
     m = sl.metrics()
     assert m.value("ratelimit_table_keys") <= 10000 * 1.1
-    assert m.value("ratelimit_evictions_total") >= 80000
+    assert m.value("ratelimit_evictions_total") >= nkeys - 20000
     if not SAN:  # ASan's quarantine keeps freed memory resident: RSS says nothing there
         assert rss_kb(sl.pid) - base < 8000, (base, rss_kb(sl.pid))
