@@ -48,4 +48,35 @@ enum sl_http_method {
 
 #define SL_METHOD_BIT(m) (1u << (m))
 
+/* Decimal digits of v written at out (at most 20 bytes); returns how many. Two digits per
+ * step from a table: numbers are formatted on the request path (lengths, RateLimit
+ * fields), where printf would cost more than the rest of the work. */
+static inline size_t sl_u64_dec(char *out, uint64_t v)
+{
+    static const char pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                   "25262728293031323334353637383940414243444546474849"
+                                   "50515253545556575859606162636465666768697071727374"
+                                   "75767778798081828384858687888990919293949596979899";
+    char tmp[24];
+    char *e = tmp + sizeof(tmp), *q = e;
+    while (v >= 100) {
+        unsigned d = (unsigned)(v % 100);
+        v /= 100;
+        q -= 2;
+        q[0] = pairs[2 * d];
+        q[1] = pairs[2 * d + 1];
+    }
+    if (v >= 10) {
+        q -= 2;
+        q[0] = pairs[2 * v];
+        q[1] = pairs[2 * v + 1];
+    } else {
+        *--q = (char)('0' + v);
+    }
+    size_t n = (size_t)(e - q);
+    for (size_t i = 0; i < n; i++)
+        out[i] = q[i];
+    return n;
+}
+
 #endif

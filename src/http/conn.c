@@ -599,12 +599,7 @@ static inline void out_str(out_t *o, const char *s)
 static inline void out_u64(out_t *o, uint64_t v)
 {
     char tmp[24];
-    char *e = tmp + sizeof(tmp), *q = e;
-    do {
-        *--q = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    out_put(o, q, (size_t)(e - q));
+    out_put(o, tmp, sl_u64_dec(tmp, v));
 }
 
 void sl_conn_respond(sl_exchange_t *x, int status, const char *ctype, const char *body,

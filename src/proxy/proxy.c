@@ -169,12 +169,7 @@ static inline void put(wbuf_t *w, const char *s, size_t n)
 static inline void put_dec(wbuf_t *w, uint64_t v)
 {
     char tmp[24];
-    char *e = tmp + sizeof(tmp), *q = e;
-    do {
-        *--q = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    put(w, q, (size_t)(e - q));
+    put(w, tmp, sl_u64_dec(tmp, v));
 }
 
 static inline size_t hex_line(char *dst, uint64_t v)

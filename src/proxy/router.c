@@ -303,35 +303,6 @@ size_t sl_gateway_state_size(void)
     return RT_STATE_SIZE + sl_proxy_state_size();
 }
 
-/* Decimal digits of v at p; returns the length. Two digits per step from a table: the
- * RateLimit field carries two numbers on every limited answer. */
-static size_t put_u64(char *p, uint64_t v)
-{
-    static const char pairs[201] = "00010203040506070809101112131415161718192021222324"
-                                   "25262728293031323334353637383940414243444546474849"
-                                   "50515253545556575859606162636465666768697071727374"
-                                   "75767778798081828384858687888990919293949596979899";
-    char tmp[24];
-    char *e = tmp + sizeof(tmp), *q = e;
-    while (v >= 100) {
-        unsigned d = (unsigned)(v % 100);
-        v /= 100;
-        q -= 2;
-        q[0] = pairs[2 * d];
-        q[1] = pairs[2 * d + 1];
-    }
-    if (v >= 10) {
-        q -= 2;
-        q[0] = pairs[2 * v];
-        q[1] = pairs[2 * v + 1];
-    } else {
-        *--q = (char)('0' + v);
-    }
-    size_t n = (size_t)(e - q);
-    memcpy(p, q, n);
-    return n;
-}
-
 static int in_cidr(const sl_cidr_t *c, int family, const uint8_t *a)
 {
     if (c->family != family)
@@ -401,10 +372,10 @@ static size_t put_item(char *o, const sl_limit_conf_t *l, uint64_t r, uint64_t t
     n += nl;
     memcpy(o + n, "\";r=", 4);
     n += 4;
-    n += put_u64(o + n, r);
+    n += sl_u64_dec(o + n, r);
     memcpy(o + n, ";t=", 3);
     n += 3;
-    n += put_u64(o + n, t);
+    n += sl_u64_dec(o + n, t);
     return n;
 }
 
@@ -487,7 +458,7 @@ static int apply_decision(sl_exchange_t *x, const sl_gateway_t *g, rt_state_t *r
     uint64_t ra = worst >= 0 ? checks[worst].retry_after_s : 1;
     size_t el = 13;
     memcpy(extra, "Retry-After: ", 13);
-    el += put_u64(extra + el, ra);
+    el += sl_u64_dec(extra + el, ra);
     memcpy(extra + el, "\r\n", 2);
     el += 2;
     if (rt->policy_len < sizeof(extra) - el - 120) {
