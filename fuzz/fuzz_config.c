@@ -37,11 +37,21 @@ static void check_config(const sl_config_t *cfg)
     for (uint32_t i = 0; i < cfg->nservices; i++) {
         const sl_service_conf_t *s = &cfg->services[i];
         if (s->name == NULL || s->nservers == 0 || s->servers == NULL ||
-            s->balance != SL_BALANCE_ROUND_ROBIN || s->connect_ms == 0)
+            s->balance < SL_BALANCE_ROUND_ROBIN || s->balance > SL_BALANCE_HASH ||
+            s->connect_ms == 0)
             abort();
+        /* A server is an address, or a host name with a port (resolved at start). */
         for (uint32_t j = 0; j < s->nservers; j++)
-            if (s->servers[j].addr.len == 0 || s->servers[j].weight < 1)
+            if ((s->servers[j].addr.len == 0 &&
+                 (s->servers[j].host == NULL || s->servers[j].port == 0)) ||
+                s->servers[j].weight < 1)
                 abort();
+
+    }
+    for (uint32_t i = 0; i < cfg->nrate_limits; i++) {
+        const sl_limit_conf_t *l = &cfg->rate_limits[i];
+        if (l->count == 0 || l->period_ms == 0 || l->name == NULL)
+            abort();
     }
     for (uint32_t i = 0; i < cfg->nroutes; i++) {
         const sl_route_conf_t *r = &cfg->routes[i];
