@@ -69,24 +69,7 @@ static void verify(const sl_jwt_t *j, const char *tok, size_t len)
 
 static size_t b64url(const uint8_t *p, size_t n, char *out)
 {
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0, i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        out[o++] = a[v >> 18];
-        out[o++] = a[(v >> 12) & 63];
-        out[o++] = a[(v >> 6) & 63];
-        out[o++] = a[v & 63];
-    }
-    if (n - i == 1) {
-        out[o++] = a[p[i] >> 2];
-        out[o++] = a[(p[i] & 3) << 4];
-    } else if (n - i == 2) {
-        out[o++] = a[p[i] >> 2];
-        out[o++] = a[(p[i] & 3) << 4 | p[i + 1] >> 4];
-        out[o++] = a[(p[i + 1] & 15) << 2];
-    }
-    return o;
+    return sl_jwt_b64url(p, n, out);
 }
 
 static void resigned(const uint8_t *data, size_t size)

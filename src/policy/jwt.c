@@ -99,8 +99,9 @@ static void set_err(char *err, size_t errlen, const char *msg)
         snprintf(err, errlen, "jwt: %s", msg);
 }
 
-static size_t b64url_encode(const uint8_t *p, size_t n, char *out)
+size_t sl_jwt_b64url(const void *in, size_t n, char *out)
 {
+    const uint8_t *p = in;
     static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     size_t o = 0, i = 0;
     for (; i + 3 <= n; i += 3) {
@@ -129,7 +130,7 @@ static void fill_known_headers(sl_jwt_t *j)
             continue;
         known_header_t *k = &j->known[j->nknown++];
         const char *json = header_forms[f].json;
-        k->len = b64url_encode((const uint8_t *)json, strlen(json), k->enc);
+        k->len = sl_jwt_b64url(json, strlen(json), k->enc);
         k->alg = header_forms[f].alg;
     }
 }

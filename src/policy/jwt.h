@@ -69,6 +69,10 @@ int sl_jwt_verify(const sl_jwt_t *j, const char *token, size_t len, uint64_t now
  * into value and sets *toklen, or NULL when the value is not a Bearer credential. */
 const char *sl_jwt_bearer(const char *value, size_t len, size_t *toklen);
 
+/* base64url without padding of in[0..n) into out (room for 4 * ceil(n / 3) bytes; not
+ * NUL-terminated); returns the length. For building tokens (tests, fuzzing). */
+size_t sl_jwt_b64url(const void *in, size_t n, char *out);
+
 /* The SL_JWT_* bit for an algorithm name ("HS256", exact case as in JWS), or 0. For the
  * configuration loader's "algorithms" list. */
 unsigned sl_jwt_alg_from_name(const char *name, size_t len);
