@@ -23,20 +23,39 @@ struct sl_discovery {
     sl_upstreams_t *u;
     entry_t *entries;
     uint32_t n;
-    uint32_t open;  /* handles not yet closed */
+    uint32_t open;  /* timers not yet closed + resolutions not yet called back: the
+                     * object is freed when both are done */
     int stopping;
     uint64_t done, failed;
 };
+
+static void release(sl_discovery_t *d)
+{
+    if (--d->open == 0) {
+        free(d->entries);
+        free(d);
+    }
+}
+
+static void apply(entry_t *e, int status, struct addrinfo *res);
 
 static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     entry_t *e = req->data;
     sl_discovery_t *d = e->d;
     e->busy = 0;
-    if (d->stopping || status == UV_ECANCELED) {
+    /* A resolution already running in the thread pool cannot be cancelled: it calls
+     * back even after stop, so it holds a reference (d->open) until here. */
+    if (!d->stopping && status != UV_ECANCELED)
+        apply(e, status, res);
+    else
         uv_freeaddrinfo(res);
-        return;
-    }
+    release(d);
+}
+
+static void apply(entry_t *e, int status, struct addrinfo *res)
+{
+    sl_discovery_t *d = e->d;
     d->done++;
     if (status < 0) {
         /* Keep what we have: a resolver hiccup must not empty a pool. */
@@ -107,8 +126,10 @@ static void tick(uv_timer_t *t)
         return;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     e->req.data = e;
-    if (uv_getaddrinfo(t->loop, &e->req, resolved, e->conf->host, NULL, &hints) == 0)
+    if (uv_getaddrinfo(t->loop, &e->req, resolved, e->conf->host, NULL, &hints) == 0) {
         e->busy = 1;
+        e->d->open++;
+    }
 }
 
 static void add_entries(sl_discovery_t *d, uv_loop_t *loop, sl_service_t *svc, int read_pool,
@@ -159,11 +180,7 @@ sl_discovery_t *sl_discovery_start(uv_loop_t *loop, sl_upstreams_t *u)
 static void closed(uv_handle_t *h)
 {
     entry_t *e = h->data;
-    sl_discovery_t *d = e->d;
-    if (--d->open == 0) {
-        free(d->entries);
-        free(d);
-    }
+    release(e->d);
 }
 
 void sl_discovery_stop(sl_discovery_t *d)

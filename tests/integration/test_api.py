@@ -390,7 +390,9 @@ class Loop(threading.Thread):
 def test_drain_under_load(two):
     sl, o2 = two.sluice, two.o2
     fast = Loop(sl.port, "/health")
-    slow = [Loop(sl.port, "/sleep/300") for _ in range(2)]
+    # Long enough that the slow request seen on o2 is still in flight when DELETE lands,
+    # even on a loaded (or ASan) build.
+    slow = [Loop(sl.port, "/sleep/1000") for _ in range(2)]
     for t in [fast] + slow:
         t.start()
     try:
