@@ -100,6 +100,23 @@ static void reply_error(sl_exchange_t *x, int status, const char *extra, const c
     reply_json(x, status, json_pack("{s:s,s:i}", "error", msg, "status", status), extra);
 }
 
+/* Optional integer field name of j in [lo, hi] into *out (left as is when absent).
+ * 0, or -1 after answering 400 naming the field. */
+static int int_field(sl_exchange_t *x, json_t *j, const char *name, json_int_t lo, json_int_t hi,
+                     uint32_t *out)
+{
+    json_t *v = json_object_get(j, name);
+    if (!v)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        reply_error(x, 400, NULL, "bad \"%s\": want an integer from %lld to %lld", name,
+                    (long long)lo, (long long)hi);
+        return -1;
+    }
+    *out = (uint32_t)json_integer_value(v);
+    return 0;
+}
+
 /* s[0..n) as a double-quoted, printable-ASCII string for messages: bytes outside
  * 0x20..0x7e become \xNN; long input is cut with "...". */
 static const char *quote(char *out, size_t cap, const char *s, size_t n)
@@ -560,13 +577,8 @@ static int parse_new_server(sl_exchange_t *x, const char *body, size_t len, sl_s
                     quote(q, sizeof(q), json_string_value(v), json_string_length(v)));
         goto out;
     }
-    if ((v = json_object_get(j, "weight")) &&
-        (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000)) {
-        reply_error(x, 400, NULL, "bad \"weight\": want an integer from 1 to 1000");
+    if (int_field(x, j, "weight", 1, 1000, &conf->weight))
         goto out;
-    }
-    if (v)
-        conf->weight = (uint32_t)json_integer_value(v);
     if ((v = json_object_get(j, "pool"))) {
         const char *p = json_string_value(v);
         if (!p || (strcmp(p, "primary") != 0 && strcmp(p, "read") != 0)) {
@@ -575,13 +587,8 @@ static int parse_new_server(sl_exchange_t *x, const char *body, size_t len, sl_s
         }
         *read_pool = p[0] == 'r';
     }
-    if ((v = json_object_get(j, "max_fails")) &&
-        (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1000)) {
-        reply_error(x, 400, NULL, "bad \"max_fails\": want an integer from 0 to 1000");
+    if (int_field(x, j, "max_fails", 0, 1000, &conf->max_fails))
         goto out;
-    }
-    if (v)
-        conf->max_fails = (uint32_t)json_integer_value(v);
     if ((v = json_object_get(j, "fail_timeout"))) {
         const uint64_t max_ms = 365ull * 24 * 3600 * 1000;
         uint64_t ms = 0;
