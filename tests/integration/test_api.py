@@ -392,7 +392,7 @@ def test_drain_under_load(two):
     fast = Loop(sl.port, "/health")
     # Long enough that the slow request seen on o2 is still in flight when DELETE lands,
     # even on a loaded (or ASan) build.
-    slow = [Loop(sl.port, "/sleep/1000") for _ in range(2)]
+    slow = [Loop(sl.port, "/sleep/3000") for _ in range(2)]
     for t in [fast] + slow:
         t.start()
     try:
