@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Return codes: 0 (or a byte count) on success, negative SL_E* on failure. */
 enum {
@@ -48,34 +49,60 @@ enum sl_http_method {
 
 #define SL_METHOD_BIT(m) (1u << (m))
 
-/* Decimal digits of v written at out (at most 20 bytes); returns how many. Two digits per
- * step from a table: numbers are formatted on the request path (lengths, RateLimit
- * fields), where printf would cost more than the rest of the work. */
+/* Decimal digits of v written at out (at most 20 bytes); returns how many. The length
+ * first (from the bit length, corrected by one comparison), then two digits per step from
+ * a table, written in place from the end: numbers are formatted on the request path
+ * (lengths, RateLimit fields), where printf would cost more than the rest of the work.
+ * (An 8-digits-at-once SWAR conversion was measured: more instructions for the 1- to
+ * 10-digit numbers written here.) */
 static inline size_t sl_u64_dec(char *out, uint64_t v)
 {
     static const char pairs[201] = "00010203040506070809101112131415161718192021222324"
                                    "25262728293031323334353637383940414243444546474849"
                                    "50515253545556575859606162636465666768697071727374"
                                    "75767778798081828384858687888990919293949596979899";
-    char tmp[24];
-    char *e = tmp + sizeof(tmp), *q = e;
-    while (v >= 100) {
-        unsigned d = (unsigned)(v % 100);
+    static const uint64_t pow10[20] = {1ull,
+                                       10ull,
+                                       100ull,
+                                       1000ull,
+                                       10000ull,
+                                       100000ull,
+                                       1000000ull,
+                                       10000000ull,
+                                       100000000ull,
+                                       1000000000ull,
+                                       10000000000ull,
+                                       100000000000ull,
+                                       1000000000000ull,
+                                       10000000000000ull,
+                                       100000000000000ull,
+                                       1000000000000000ull,
+                                       10000000000000000ull,
+                                       100000000000000000ull,
+                                       1000000000000000000ull,
+                                       10000000000000000000ull};
+    /* floor(log10(2) x bits) is the digit count of 2^(bits-1), at most one short. */
+    unsigned bits = 64u - (unsigned)__builtin_clzll(v | 1);
+    size_t n = (bits * 1233u) >> 12;
+    n += (v | 1) >= pow10[n]; /* v | 1: 0 has one digit; powers of ten above 1 are even */
+    char *q = out + n;
+    while (v >= 10000) { /* four digits a step: one 64-bit division, the rest in 32 bits */
+        uint32_t r4 = (uint32_t)(v % 10000), hi = r4 / 100;
+        v /= 10000;
+        q -= 4;
+        memcpy(q, pairs + 2 * hi, 2);
+        memcpy(q + 2, pairs + 2 * (r4 - hi * 100), 2);
+    }
+    if (v >= 100) {
+        uint32_t lo = (uint32_t)(v % 100);
         v /= 100;
         q -= 2;
-        q[0] = pairs[2 * d];
-        q[1] = pairs[2 * d + 1];
+        memcpy(q, pairs + 2 * lo, 2);
     }
-    if (v >= 10) {
-        q -= 2;
-        q[0] = pairs[2 * v];
-        q[1] = pairs[2 * v + 1];
-    } else {
-        *--q = (char)('0' + v);
-    }
-    size_t n = (size_t)(e - q);
-    for (size_t i = 0; i < n; i++)
-        out[i] = q[i];
+    if (v >= 10)
+        memcpy(q - 2, pairs + 2 * v, 2);
+    else
+        q[-1] = (char)('0' + v);
     return n;
 }
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/hash.h"
 #include "../core/log.h"
 
 enum { ST_IDLE = 0, ST_HEAD, ST_ACTIVE, ST_TUNNEL, ST_LINGER, ST_CLOSED };
@@ -807,6 +808,7 @@ void sl_conn_start(sl_conn_t *c, sl_worker_t *w, const sl_conn_cfg_t *cfg)
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof(c->peer));
     }
     c->peer_len = (uint8_t)strlen(c->peer);
+    c->peer_hash = sl_hash_bytes(c->peer, c->peer_len);
     uv_tcp_nodelay(&c->tcp, 1);
     sl_timed_link(&w->timers, &c->timed, expire);
     set_deadline(c, cfg->idle_timeout_ms);

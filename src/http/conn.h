@@ -94,6 +94,7 @@ struct sl_conn {
     uint64_t requests;
     char peer[46];               /* client address as text */
     uint8_t peer_len;
+    uint64_t peer_hash;          /* sl_hash_bytes(peer): per-client keys cost one hash per connection */
 };
 
 /* Take a freshly accepted connection: tcp must be initialised on w->loop and accepted.

@@ -173,7 +173,7 @@ struct probe {
 /* Find key h, or the slot a new h would take (see the file comment). The two halves are read
  * with two 8-byte loads: a torn pair only makes the later CAS fail, and a rejection is
  * confirmed by a CAS before it is returned (confirm()). */
-static void locate(sl_ratelimiter_t *rl, uint64_t h, uint64_t now, struct probe *p)
+static __attribute__((noinline)) void locate(sl_ratelimiter_t *rl, uint64_t h, uint64_t now, struct probe *p)
 {
     uint32_t per = rl->per_shard;
     slot_t *base = rl->slots + (size_t)((uint32_t)(h >> 32) & rl->shard_mask) * per;
@@ -218,16 +218,15 @@ static void locate(sl_ratelimiter_t *rl, uint64_t h, uint64_t now, struct probe 
     p->kind = expired ? P_EXPIRED : P_EVICT;
 }
 
-/* The limit's T and tau, clamped so a hand-filled limit cannot divide by 0 or overflow. */
+/* The limit's T and tau: sl_rl_limit_init keeps 1 <= T <= DURATION_MAX, tau <= DURATION_MAX. */
 static inline uint64_t limit_t(const sl_rl_limit_t *l)
 {
-    uint64_t t = l->t_ns;
-    return t == 0 ? 1 : t > DURATION_MAX ? DURATION_MAX : t;
+    return l->t_ns;
 }
 
 static inline uint64_t limit_tau(const sl_rl_limit_t *l)
 {
-    return l->tau_ns > DURATION_MAX ? DURATION_MAX : l->tau_ns;
+    return l->tau_ns;
 }
 
 /* GCRA: allowed iff max(TAT, now) - tau <= now. */
@@ -240,7 +239,7 @@ static inline int gcra_allows(uint64_t tat, uint64_t tau, uint64_t now)
  * remaining = requests that would still pass at now (each costs T, while TAT - now <= tau);
  * reset = seconds until TAT drains to now (full quota); retry_after = seconds until
  * TAT - tau <= now. */
-static void fill_out(sl_rl_check_t *c, uint64_t state, uint64_t now, int allowed)
+static inline __attribute__((always_inline)) void fill_out(sl_rl_check_t *c, uint64_t state, uint64_t now, int allowed)
 {
     uint64_t t = limit_t(c->limit), tau = limit_tau(c->limit);
     uint64_t d = state > now ? state - now : 0;
@@ -271,8 +270,58 @@ static inline struct shard *shard_of(sl_ratelimiter_t *rl, const slot_t *s)
     return &rl->shards[(size_t)(s - rl->slots) / rl->per_shard];
 }
 
-CAS16_TARGET int sl_rl_decide(sl_ratelimiter_t *rl, sl_rl_check_t *checks, unsigned n,
-                              uint64_t now_ns)
+/* One limit: the common case (a route with one limit), without the bookkeeping that makes
+ * several limits atomic. Same results as the general path with n = 1. */
+static CAS16_TARGET __attribute__((noinline)) int decide_one(sl_ratelimiter_t *rl,
+                                                             sl_rl_check_t *c, uint64_t now)
+{
+    const sl_rl_limit_t *l = c->limit;
+    uint64_t h = slot_key(c->key, l->id);
+    struct probe p;
+    /* A known key is usually in the first slot of its window: try it before the full probe. */
+    uint32_t per = rl->per_shard;
+    slot_t *first = rl->slots + (size_t)((uint32_t)(h >> 32) & rl->shard_mask) * per +
+                    (uint32_t)(((h & 0xffffffffull) * per) >> 32);
+    if (__atomic_load_n(&first->w.key, __ATOMIC_ACQUIRE) == h) {
+        p.slot = first;
+        p.old.w.key = h;
+        p.old.w.tat = p.tat = __atomic_load_n(&first->w.tat, __ATOMIC_ACQUIRE);
+        p.kind = P_FOUND;
+    } else {
+        locate(rl, h, now, &p);
+    }
+    for (;;) {
+        if (!gcra_allows(p.tat, limit_tau(l), now)) {
+            if (l->dry_run) { /* counted as a would-be rejection; no state changes */
+                fill_out(c, p.tat, now, 0);
+                return 1;
+            }
+            if (confirm(&p)) {
+                fill_out(c, p.tat, now, 0);
+                return 0;
+            }
+        } else {
+            slot_t next;
+            next.w.key = h;
+            next.w.tat = (p.tat > now ? p.tat : now) + limit_t(l);
+            if (cas(p.slot, p.old, next)) {
+                if (SL_UNLIKELY(p.kind == P_EMPTY))
+                    __atomic_fetch_add(&shard_of(rl, p.slot)->size, 1, __ATOMIC_RELAXED);
+                else if (SL_UNLIKELY(p.kind == P_EVICT))
+                    __atomic_fetch_add(&shard_of(rl, p.slot)->evictions, 1, __ATOMIC_RELAXED);
+                fill_out(c, next.w.tat, now, 1);
+                return 1;
+            }
+        }
+        locate(rl, h, now, &p); /* lost a race: read the slot again */
+    }
+}
+
+/* Several limits: all verdicts first, then every state advanced or none (see the file
+ * comment). Kept out of line: its arrays would make the one-limit path pay for a frame. */
+static CAS16_TARGET __attribute__((noinline)) int decide_many(sl_ratelimiter_t *rl,
+                                                              sl_rl_check_t *checks,
+                                                              unsigned n, uint64_t now_ns)
 {
     struct probe p[MAX_CHECKS];
     slot_t next[MAX_CHECKS];
@@ -356,4 +405,10 @@ restart:;
     for (unsigned i = 0; i < n; i++)
         fill_out(&checks[i], done[i] ? next[i].w.tat : p[i].tat, now_ns, ok[i]);
     return 1;
+}
+
+CAS16_TARGET int sl_rl_decide(sl_ratelimiter_t *rl, sl_rl_check_t *checks, unsigned n,
+                              uint64_t now_ns)
+{
+    return n == 1 ? decide_one(rl, checks, now_ns) : decide_many(rl, checks, n, now_ns);
 }

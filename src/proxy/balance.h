@@ -6,6 +6,7 @@
 #ifndef SL_BALANCE_H
 #define SL_BALANCE_H
 
+#include "../core/hash.h"
 #include "upstream_types.h"
 
 /* What a pick knows about the request. */
@@ -55,10 +56,6 @@ extern const sl_balancer_ops_t sl_balance_round_robin;
 extern const sl_balancer_ops_t sl_balance_least_conn;
 extern const sl_balancer_ops_t sl_balance_random_two;
 extern const sl_balancer_ops_t sl_balance_hash;
-
-/* The hash balance: hash uses for keys: fast, well mixed, the same on every machine (not
- * keyed, so gateways sharing servers agree). Any thread. */
-uint64_t sl_hash_bytes(const void *p, size_t n);
 
 /* The ops for a configured enum sl_balance value, or NULL if not built. */
 const sl_balancer_ops_t *sl_balancer_for(int balance);

@@ -2,7 +2,7 @@
  * 2016): a request goes to table[hash % size]. Owns the table's life: it is rebuilt on
  * the control thread when membership changes and published with one atomic store, so
  * pick() is a load, a modulo and an array read; it never allocates, locks or blocks.
- * Also owns sl_hash_bytes(), the hash the proxy applies to a request's hash_key. */
+ * The hash of keys is sl_hash_bytes (core/hash.h). */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -34,70 +34,6 @@ typedef struct hash_state {
     mg_table_t *table; /* atomic: NULL when no server is a member */
     mg_table_t *retired;
 } hash_state_t;
-
-/* ---- sl_hash_bytes ---------------------------------------------------------------- */
-
-static inline uint64_t read64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof(v));
-    return v;
-}
-
-static inline uint64_t read32(const unsigned char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof(v));
-    return v;
-}
-
-/* 64 x 64 -> 128 bit multiply folded to 64 bits: one instruction on x86-64 and arm64.
- * The high half depends on every input bit; xoring it onto the low half spreads them. */
-static inline uint64_t fold_mul(uint64_t a, uint64_t b)
-{
-    unsigned __int128 r = (unsigned __int128)a * b;
-    return (uint64_t)r ^ (uint64_t)(r >> 64);
-}
-
-#define K0 0xa0761d6478bd642fULL
-#define K1 0xe7037ed1a0b428dbULL
-#define K2 0x8ebc6af09c88c6e3ULL
-#define K3 0x589965cc75374cc3ULL
-
-/* Reads 16 bytes per multiply, the tail with overlapping loads, and ends with a fold that
- * mixes in the length. A fast, well-spread hash for balancing, not a keyed one: it is the
- * same in every process and on every machine, so gateways sharing a config send a key to
- * the same server; it does not resist crafted collisions (a client choosing its key can
- * choose its server anyway). Byte order: little-endian hosts agree with each other. */
-static uint64_t hash_seeded(const void *p, size_t n, uint64_t seed)
-{
-    const unsigned char *s = p;
-    uint64_t h = seed ^ fold_mul(seed ^ K0, K1);
-    size_t left = n;
-    while (left > 16) {
-        h = fold_mul(read64(s) ^ K1, read64(s + 8) ^ h);
-        s += 16;
-        left -= 16;
-    }
-    uint64_t a = 0, b = 0;
-    if (left >= 8) {
-        a = read64(s);
-        b = read64(s + left - 8);
-    } else if (left >= 4) {
-        a = read32(s);
-        b = read32(s + left - 4);
-    } else if (left > 0) {
-        a = ((uint64_t)s[0] << 16) | ((uint64_t)s[left >> 1] << 8) | s[left - 1];
-    }
-    h = fold_mul(a ^ K2, b ^ h ^ K1);
-    return fold_mul(h ^ K3, (uint64_t)n ^ K0);
-}
-
-/* The hash of n bytes at p (p may be NULL when n is 0). Any thread. */
-uint64_t sl_hash_bytes(const void *p, size_t n)
-{
-    return hash_seeded(p, n, 0);
-}
 
 /* ---- building a table (control thread) ------------------------------------------- */
 
@@ -151,8 +87,8 @@ static uint64_t identity_hash(const sl_server_t *s, uint64_t seed)
 {
     size_t len = strnlen(s->conf.addr.text, sizeof(s->conf.addr.text));
     if (len)
-        return hash_seeded(s->conf.addr.text, len, seed);
-    return hash_seeded(&s->index, sizeof(s->index), seed ^ K2);
+        return sl_hash_seeded(s->conf.addr.text, len, seed);
+    return sl_hash_seeded(&s->index, sizeof(s->index), seed ^ SL_HASH_K2);
 }
 
 static int is_member(const sl_server_t *s)
@@ -251,8 +187,8 @@ static mg_table_t *build(const sl_pool_t *pool, int *err)
         t->weights[j] = w;
         b[j] = (builder_t){.slot = members[j],
                            .weight = w,
-                           .pos = (uint32_t)(identity_hash(s, K0) % m),
-                           .skip = (uint32_t)(identity_hash(s, K3) % (m - 1)) + 1};
+                           .pos = (uint32_t)(identity_hash(s, SL_HASH_K0) % m),
+                           .skip = (uint32_t)(identity_hash(s, SL_HASH_K3) % (m - 1)) + 1};
     }
     populate(t, b, nm);
     free(b);

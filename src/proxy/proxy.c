@@ -405,7 +405,7 @@ static uint64_t ryw_table[RYW_SLOTS];
 static uint64_t client_key(const px_t *p)
 {
     const sl_conn_t *c = p->x->conn;
-    return sl_hash_bytes(c->peer, c->peer_len) ^ ((uint64_t)p->svc->index * 0x9E3779B97F4A7C15ull);
+    return c->peer_hash ^ ((uint64_t)p->svc->index * 0x9E3779B97F4A7C15ull);
 }
 
 static int ryw_recent(const px_t *p, uint64_t now_ms)
@@ -461,10 +461,10 @@ static uint64_t request_hash(const px_t *p)
                 v = semi;
             }
         }
-        return sl_hash_bytes(c->peer, c->peer_len);
+        return c->peer_hash;
     }
     default:
-        return sl_hash_bytes(c->peer, c->peer_len);
+        return c->peer_hash;
     }
 }
 

@@ -22,8 +22,6 @@ typedef struct rt_state {
     unsigned n;
     int pending;
     sl_rl_check_t checks[16];
-    const sl_limit_conf_t *lc[16];
-    uint32_t ids[16];
 } rt_state_t;
 
 #define RT_STATE_SIZE ((sizeof(rt_state_t) + 15) & ~(size_t)15)
@@ -158,7 +156,8 @@ static int build_policies(sl_gateway_t *g)
         g->rl = sl_rl_new(cfg->limits.rate_limit_keys);
         g->all_limits = calloc(total, sizeof(*g->all_limits));
         g->limit_state = calloc(total, sizeof(sl_rl_limit_t));
-        if (!g->rl || !g->all_limits || !g->limit_state)
+        g->heads = calloc(total, sizeof(sl_rl_head_t));
+        if (!g->rl || !g->all_limits || !g->limit_state || !g->heads)
             return SL_ENOMEM;
         for (uint32_t i = 0; i < cfg->nrate_limits; i++)
             g->all_limits[g->nall_limits++] = &cfg->rate_limits[i];
@@ -170,6 +169,11 @@ static int build_policies(sl_gateway_t *g)
             if (sl_rl_limit_init(&g->limit_state[i], i, l->count, l->period_ms, l->has_burst,
                                  l->burst, l->dry_run))
                 return SL_EINVAL;
+            int hl = snprintf(g->heads[i].text, sizeof(g->heads[i].text), "RateLimit: \"%s\";r=",
+                              l->name);
+            if (hl < 0 || (size_t)hl >= sizeof(g->heads[i].text))
+                return SL_EINVAL; /* the loader keeps names to 64 bytes */
+            g->heads[i].len = (uint32_t)hl;
         }
         g->m_allowed = sl_metrics_counter("ratelimit_allowed_total",
                                           "Requests a rate limit let through.", limit_labels, g);
@@ -254,6 +258,7 @@ void sl_gateway_free(sl_gateway_t *g)
         free(g->routes[i].policy);
     }
     free(g->all_limits);
+    free(g->heads);
     sl_rl_free(g->rl);
     sl_jwt_free(g->jwt);
     sl_upstreams_free(&g->up);
@@ -278,6 +283,29 @@ static sl_slice_t host_only(sl_slice_t h)
     return h;
 }
 
+static inline uint64_t load64(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+/* memcmp(a, b, n) == 0 inline: eight bytes a step (the last step overlapping), since a
+ * call to memcmp per route costs more than the comparison (prefixes are short). */
+static inline int prefix_eq(const char *a, const char *b, size_t n)
+{
+    if (n < 8) {
+        for (size_t i = 0; i < n; i++)
+            if (a[i] != b[i])
+                return 0;
+        return 1;
+    }
+    for (size_t i = 0; i + 8 < n; i += 8)
+        if (load64(a + i) != load64(b + i))
+            return 0;
+    return load64(a + n - 8) == load64(b + n - 8);
+}
+
 const sl_route_t *sl_router_match(const sl_gateway_t *g, const sl_http_request_t *r)
 {
     for (uint32_t i = 0; i < g->nroutes; i++) {
@@ -285,7 +313,7 @@ const sl_route_t *sl_router_match(const sl_gateway_t *g, const sl_http_request_t
         if (rc->methods && !(rc->methods & SL_METHOD_BIT(r->method_id)))
             continue;
         if (r->path.len < rc->path_prefix_len ||
-            memcmp(r->path.p, rc->path_prefix, rc->path_prefix_len) != 0)
+            !prefix_eq(r->path.p, rc->path_prefix, rc->path_prefix_len))
             continue;
         if (rc->host) {
             sl_slice_t h = host_only(r->host);
@@ -329,13 +357,13 @@ static int trusted(const sl_config_t *cfg, const char *ip, size_t len)
 }
 
 /* The client's address for rate limits, as nginx's real_ip with real_ip_recursive: the
- * peer, unless it is a trusted proxy; then the rightmost X-Forwarded-For entry that is
- * not itself trusted. */
+ * peer (x->conn->peer itself), unless it is a trusted proxy; then the rightmost
+ * X-Forwarded-For entry that is not itself trusted. */
 static sl_slice_t client_ip(const sl_exchange_t *x, const sl_config_t *cfg)
 {
     const sl_conn_t *c = x->conn;
     sl_slice_t ip = {c->peer, c->peer_len};
-    if (!cfg->ntrusted_proxies || !trusted(cfg, ip.p, ip.len))
+    if (!trusted(cfg, ip.p, ip.len))
         return ip;
     const sl_http_request_t *r = &x->req;
     for (int i = (int)r->nheaders - 1; i >= 0; i--) {
@@ -363,118 +391,121 @@ static sl_slice_t client_ip(const sl_exchange_t *x, const sl_config_t *cfg)
     return ip;
 }
 
-/* "name";r=R;t=T */
-static size_t put_item(char *o, const sl_limit_conf_t *l, uint64_t r, uint64_t t)
+/* The clock of local rate-limit decisions: the loop's time, taken once per loop iteration
+ * (as nginx's ngx_current_msec): millisecond steps, which every limit tolerates (the
+ * finest, N/second, has T >= 1 ms for N <= 1000 and only drains a millisecond late). */
+static inline uint64_t rl_now(const sl_exchange_t *x)
 {
-    size_t n = 0, nl = strlen(l->name);
-    o[n++] = '"';
-    memcpy(o + n, l->name, nl);
-    n += nl;
-    memcpy(o + n, "\";r=", 4);
-    n += 4;
-    n += sl_u64_dec(o + n, r);
-    memcpy(o + n, ";t=", 3);
-    n += 3;
-    n += sl_u64_dec(o + n, t);
-    return n;
+    return uv_now(&x->conn->w->loop) * 1000000ull;
 }
 
-/* Act on a decision over rs->checks: ok = 1 let the request on (x->resp_extra gets the
- * RateLimit field) and return 0; ok = 0 answer 429 and return 1. */
-static int apply_decision(sl_exchange_t *x, const sl_gateway_t *g, rt_state_t *rs, int ok)
+/* `RateLimit: "name";r=R;t=T` CRLF at o, which has room for 96 + 30 bytes (the head's
+ * steps, the numbers' 8-byte stores). Returns the length (at most 80 + 45). */
+static size_t ratelimit_field(char *o, const sl_rl_head_t *h, uint64_t r, uint64_t t)
 {
-    const sl_route_t *rt = rs->rt;
-    sl_rl_check_t *checks = rs->checks;
-    const sl_limit_conf_t **lc = rs->lc;
-    const uint32_t *ids = rs->ids;
-    unsigned n = rs->n;
-    if (ok) {
-        /* The RateLimit field for the limit closest to exhaustion (dry-run ones are not
-         * enforced, so not reported). */
-        int best = -1;
-        for (unsigned i = 0; i < n; i++) {
-            if (!checks[i].allowed && lc[i]->dry_run)
-                sl_counter_add(g->m_shadow, ids[i], 1);
-            sl_counter_add(g->m_allowed, ids[i], 1);
-            /* With a burst the bucket holds more than the quota; the field says r <= q. */
-            if (checks[i].remaining > lc[i]->count)
-                checks[i].remaining = lc[i]->count;
-            if (!lc[i]->dry_run && (best < 0 || checks[i].remaining < checks[best].remaining))
-                best = (int)i;
+    size_t k = h->len;
+    for (size_t i = 0; i < k; i += 16)
+        memcpy(o + i, h->text + i, 16);
+    k += sl_u64_dec(o + k, r);
+    memcpy(o + k, ";t=", 3);
+    k += 3;
+    k += sl_u64_dec(o + k, t);
+    o[k++] = '\r';
+    o[k++] = '\n';
+    return k;
+}
+
+_Static_assert(sizeof(((sl_exchange_t *)0)->resp_extra) >= 96 + 30 &&
+                   sizeof(((sl_rl_head_t *)0)->text) == 96,
+               "resp_extra has room for ratelimit_field");
+
+/* The request passed: count it per limit and give x->resp_extra the RateLimit field of the
+ * limit closest to exhaustion (dry-run ones are not enforced, so not reported). */
+static inline void report_allowed(sl_exchange_t *x, const sl_gateway_t *g, rt_state_t *rs)
+{
+    const sl_rl_check_t *best = NULL;
+    uint64_t best_r = 0;
+    for (unsigned i = 0; i < rs->n; i++) {
+        const sl_rl_check_t *c = &rs->checks[i];
+        const sl_rl_limit_t *l = c->limit;
+        sl_counter_add(g->m_allowed, l->id, 1);
+        if (SL_UNLIKELY(l->dry_run)) {
+            if (!c->allowed)
+                sl_counter_add(g->m_shadow, l->id, 1);
+            continue;
         }
-        if (best >= 0) {
-            /* The line is the same request after request while a generous limit stays
-             * near its quota: keep the last one per thread instead of formatting again. */
-            static __thread struct {
-                const sl_limit_conf_t *l;
-                uint64_t r, t;
-                uint32_t len;
-                char line[sizeof(x->resp_extra)];
-            } last;
-            uint64_t r = checks[best].remaining, t = checks[best].reset_s;
-            if (last.l != lc[best] || last.r != r || last.t != t) {
-                memcpy(last.line, "RateLimit: ", 11);
-                size_t k = 11 + put_item(last.line + 11, lc[best], r, t);
-                last.line[k++] = '\r';
-                last.line[k++] = '\n';
-                last.len = (uint32_t)k;
-                last.l = lc[best];
-                last.r = r;
-                last.t = t;
-            }
-            memcpy(x->resp_extra, last.line, last.len);
-            x->resp_extra_len = last.len;
+        /* With a burst the bucket holds more than the quota; the field says r <= q. */
+        uint64_t r = c->remaining < l->count ? c->remaining : l->count;
+        if (!best || r < best_r) {
+            best = c;
+            best_r = r;
         }
-        return 0;
     }
-    /* 429: problem+json naming the violated policies; Retry-After and RateLimit for the
-     * one that frees up last. Built with plain copies: printf would cost more than all
-     * the rest of a rejected request. */
+    if (best)
+        x->resp_extra_len = (uint32_t)ratelimit_field(x->resp_extra, &g->heads[best->limit->id],
+                                                      best_r, best->reset_s);
+}
+
+/* The request is over a limit: 429 problem+json naming the violated policies, with
+ * Retry-After and RateLimit for the one that frees up last. Built with plain copies:
+ * printf would cost more than all the rest of a rejected request. */
+static __attribute__((noinline)) void reject(sl_exchange_t *x, const sl_gateway_t *g,
+                                             const rt_state_t *rs)
+{
     static const char head[] = "{\"type\":\"https://iana.org/assignments/http-problem-types#"
                                "quota-exceeded\",\"title\":\"Too Many Requests\","
                                "\"status\":429,\"violated-policies\":[";
+    const sl_route_t *rt = rs->rt;
     char body[600], extra[1200];
     size_t bl = sizeof(head) - 1;
     memcpy(body, head, bl);
-    int worst = -1;
-    for (unsigned i = 0; i < n; i++) {
-        if (checks[i].allowed || lc[i]->dry_run)
+    const sl_rl_check_t *worst = NULL;
+    for (unsigned i = 0; i < rs->n; i++) {
+        const sl_rl_check_t *c = &rs->checks[i];
+        if (c->allowed || c->limit->dry_run)
             continue;
-        sl_counter_add(g->m_rejected, ids[i], 1);
-        size_t nl = strlen(lc[i]->name);
+        sl_counter_add(g->m_rejected, c->limit->id, 1);
+        const char *name = g->all_limits[c->limit->id]->name;
+        size_t nl = strlen(name);
         if (bl + nl + 8 < sizeof(body)) {
-            if (worst >= 0)
+            if (worst)
                 body[bl++] = ',';
             body[bl++] = '"';
-            memcpy(body + bl, lc[i]->name, nl);
+            memcpy(body + bl, name, nl);
             bl += nl;
             body[bl++] = '"';
         }
-        if (worst < 0 || checks[i].retry_after_s > checks[worst].retry_after_s)
-            worst = (int)i;
+        if (!worst || c->retry_after_s > worst->retry_after_s)
+            worst = c;
     }
     memcpy(body + bl, "]}\n", 3);
     bl += 3;
-    uint64_t ra = worst >= 0 ? checks[worst].retry_after_s : 1;
+    uint64_t ra = worst ? worst->retry_after_s : 1;
     size_t el = 13;
     memcpy(extra, "Retry-After: ", 13);
     el += sl_u64_dec(extra + el, ra);
     memcpy(extra + el, "\r\n", 2);
     el += 2;
-    if (rt->policy_len < sizeof(extra) - el - 120) {
+    if (rt->policy_len < sizeof(extra) - el - 140) {
         memcpy(extra + el, rt->policy, rt->policy_len);
         el += rt->policy_len;
     }
-    if (worst >= 0) {
-        memcpy(extra + el, "RateLimit: ", 11);
-        el += 11;
-        el += put_item(extra + el, lc[worst], 0, ra);
-        memcpy(extra + el, "\r\n", 2);
-        el += 2;
-    }
+    if (worst)
+        el += ratelimit_field(extra + el, &g->heads[worst->limit->id], 0, ra);
     extra[el] = 0;
     x->route = (int)rt->index;
     sl_conn_respond(x, 429, "application/problem+json", body, bl, extra);
+}
+
+/* Act on a decision over rs->checks: ok = 1 let the request on (x->resp_extra gets the
+ * RateLimit field) and return 0; ok = 0 answer 429 and return 1. */
+static inline int apply_decision(sl_exchange_t *x, const sl_gateway_t *g, rt_state_t *rs, int ok)
+{
+    if (SL_LIKELY(ok)) {
+        report_allowed(x, g, rs);
+        return 0;
+    }
+    reject(x, g, rs);
     return 1;
 }
 
@@ -488,7 +519,7 @@ static int decide_without_redis(sl_exchange_t *x, const sl_gateway_t *g, rt_stat
         return 1;
     }
     sl_counter_inc(g->m_fallback);
-    return apply_decision(x, g, rs, sl_rl_decide(g->rl, rs->checks, rs->n, uv_hrtime()));
+    return apply_decision(x, g, rs, sl_rl_decide(g->rl, rs->checks, rs->n, rl_now(x)));
 }
 
 static void pending_abort(sl_exchange_t *x)
@@ -548,8 +579,12 @@ static int run_policies(sl_exchange_t *x, const sl_gateway_t *g, const sl_route_
         return 0;
     rt_state_t *rs = RS(x);
     rs->rt = rt;
-    sl_slice_t ip = client_ip(x, g->cfg);
-    uint64_t iph = sl_hash_bytes(ip.p, ip.len);
+    uint64_t iph = x->conn->peer_hash;
+    if (g->cfg->ntrusted_proxies) {
+        sl_slice_t ip = client_ip(x, g->cfg);
+        if (ip.p != x->conn->peer)
+            iph = sl_hash_bytes(ip.p, ip.len);
+    }
     unsigned n = 0;
     for (uint32_t i = 0; i < rt->nlimits && n < 16; i++) {
         const sl_limit_conf_t *l = rt->lconf[i];
@@ -572,8 +607,6 @@ static int run_policies(sl_exchange_t *x, const sl_gateway_t *g, const sl_route_
         }
         rs->checks[n].limit = &rt->limits[i];
         rs->checks[n].key = key;
-        rs->lc[n] = l;
-        rs->ids[n] = rt->limits[i].id;
         n++;
     }
     rs->n = n;
@@ -581,7 +614,7 @@ static int run_policies(sl_exchange_t *x, const sl_gateway_t *g, const sl_route_
         return 0;
     sl_rl_redis_t *shared = x->conn->w->rl_redis;
     if (!shared)
-        return apply_decision(x, g, rs, sl_rl_decide(g->rl, rs->checks, n, uv_hrtime()));
+        return apply_decision(x, g, rs, sl_rl_decide(g->rl, rs->checks, n, rl_now(x)));
     if (sl_rl_redis_decide(shared, rs->checks, n, redis_decided, x, &rs->handle) != 0)
         return decide_without_redis(x, g, rs);
     rs->pending = 1;

@@ -26,6 +26,14 @@ typedef struct sl_route {
     int needs_user;          /* some limit keys on the user, or require_auth */
 } sl_route_t;
 
+/* The start of a limit's RateLimit field, `RateLimit: "name";r=` (at most 80 bytes: names
+ * are at most 64), copied in 16-byte steps: an answer's field is this, two numbers and
+ * ";t=". */
+typedef struct sl_rl_head {
+    char text[96];
+    uint32_t len;
+} sl_rl_head_t;
+
 typedef struct sl_gateway {
     sl_config_t *cfg;
     sl_upstreams_t up;
@@ -35,6 +43,7 @@ typedef struct sl_gateway {
     sl_jwt_t *jwt;             /* NULL without auth.jwt */
     const sl_limit_conf_t **all_limits; /* by limit id: global ones, then each route's */
     sl_rl_limit_t *limit_state;         /* by limit id */
+    sl_rl_head_t *heads;                /* by limit id */
     uint32_t nall_limits;
     sl_counter_t *m_allowed, *m_rejected, *m_shadow; /* ratelimit_*_total{limit} */
     sl_counter_t *m_fallback;  /* ratelimit_redis_fallbacks_total */

@@ -12,8 +12,6 @@
 
 #include "../../src/proxy/balance.h"
 
-/* Until balance.h declares it. */
-
 #define CAP 8
 #define NOW 1000000
 

@@ -247,6 +247,41 @@ static void test_multi_limit_atomic(void **state)
     sl_rl_free(rl);
 }
 
+/* One limit takes a path of its own (no multi-limit bookkeeping): over a random sequence of
+ * keys and times its verdicts and numbers must equal the general path's for the same limit
+ * (checked there beside a second, dry-run limit that never rejects). */
+static void test_one_limit_path_matches_general(void **state)
+{
+    (void)state;
+    const sl_rl_limit_t limits[] = {mk(1, 5, 1000, 0, 0, 0), mk(1, 10, 1000, 1, 3, 0),
+                                    mk(1, 2, 60000, 1, 0, 0), mk(1, 3, 1000, 0, 0, 1)};
+    sl_rl_limit_t shadow = mk(2, 1, 1000, 1, 0, 1);
+    for (size_t li = 0; li < sizeof(limits) / sizeof(limits[0]); li++) {
+        sl_ratelimiter_t *one = sl_rl_new(1 << 16), *many = sl_rl_new(1 << 16);
+        assert_non_null(one);
+        assert_non_null(many);
+        uint64_t now = T0, x = 88172645463325252ull;
+        for (int i = 0; i < 20000; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            now += (x >> 40) % (50 * MS); /* 0..50 ms between requests */
+            uint64_t key = x % 7;
+            sl_rl_check_t a = {.limit = &limits[li], .key = key};
+            sl_rl_check_t b[2] = {{.limit = &limits[li], .key = key}, {.limit = &shadow, .key = key}};
+            int ra = sl_rl_decide(one, &a, 1, now);
+            int rb = sl_rl_decide(many, b, 2, now);
+            assert_int_equal(ra, rb);
+            assert_int_equal(a.allowed, b[0].allowed);
+            assert_int_equal(a.remaining, b[0].remaining);
+            assert_int_equal(a.reset_s, b[0].reset_s);
+            assert_int_equal(a.retry_after_s, b[0].retry_after_s);
+        }
+        sl_rl_free(one);
+        sl_rl_free(many);
+    }
+}
+
 static void test_same_key_two_limits(void **state)
 {
     (void)state;
@@ -500,6 +535,7 @@ int main(void)
         cmocka_unit_test(test_one_per_day),
         cmocka_unit_test(test_remaining_reset),
         cmocka_unit_test(test_multi_limit_atomic),
+        cmocka_unit_test(test_one_limit_path_matches_general),
         cmocka_unit_test(test_same_key_two_limits),
         cmocka_unit_test(test_dry_run),
         cmocka_unit_test(test_huge_rate_same_ns),
