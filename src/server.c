@@ -399,6 +399,7 @@ static void collect(sl_textbuf_t *t, void *arg)
                 continue;
             const sl_rl_redis_stats_t *st = sl_rl_redis_stats(r);
             sum.calls += st->calls;
+            sum.batches += st->batches;
             sum.errors += st->errors;
             sum.timeouts += st->timeouts;
             sum.not_connected += st->not_connected;
@@ -410,6 +411,10 @@ static void collect(sl_textbuf_t *t, void *arg)
                        "# HELP ratelimit_redis_calls_total Shared rate-limit decisions sent to "
                        "Redis.\n# TYPE ratelimit_redis_calls_total counter\n"
                        "ratelimit_redis_calls_total %llu\n"
+                       "# HELP ratelimit_redis_batches_total EVALSHA calls that carried them "
+                       "(one per worker loop iteration with decisions).\n"
+                       "# TYPE ratelimit_redis_batches_total counter\n"
+                       "ratelimit_redis_batches_total %llu\n"
                        "# HELP ratelimit_redis_errors_total Redis decisions that failed, by "
                        "kind.\n# TYPE ratelimit_redis_errors_total counter\n"
                        "ratelimit_redis_errors_total{kind=\"error\"} %llu\n"
@@ -421,7 +426,8 @@ static void collect(sl_textbuf_t *t, void *arg)
                        "ratelimit_redis_latency_seconds_count %llu\n"
                        "# HELP ratelimit_redis_connected Workers connected to Redis.\n"
                        "# TYPE ratelimit_redis_connected gauge\nratelimit_redis_connected %d\n",
-                       (unsigned long long)sum.calls, (unsigned long long)sum.errors,
+                       (unsigned long long)sum.calls, (unsigned long long)sum.batches,
+                       (unsigned long long)sum.errors,
                        (unsigned long long)sum.timeouts, (unsigned long long)sum.not_connected,
                        sum.latency_us_sum / 1e6, (unsigned long long)sum.latency_count,
                        sum.connected);

@@ -419,11 +419,14 @@ static void process(sl_conn_t *c)
     update_reading(c);
 }
 
-/* Read when there is room and a reason: not paused by the handler, not closing, and
- * the buffer has free space (or consumed body space alloc_cb can reuse). */
+/* Read when there is room and a reason: not closing, and the buffer has free space (or
+ * consumed body space alloc_cb can reuse). A paused exchange keeps reading until the buffer
+ * is full (process() delivers nothing while paused): stopping and restarting the socket for
+ * every pause would cost two epoll_ctl calls, and pauses are per request (a shared
+ * rate-limit decision) and short; the buffer bounds what is read meanwhile. */
 static void update_reading(sl_conn_t *c)
 {
-    if (c->state == ST_CLOSED || c->closing || c->paused) {
+    if (c->state == ST_CLOSED || c->closing) {
         read_stop(c);
         return;
     }

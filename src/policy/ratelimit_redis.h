@@ -1,7 +1,8 @@
 /* ratelimit_redis.h - the shared rate limiter: the same GCRA decision as sl_rl_decide,
- * made inside Redis by one Lua script per request (all its limits in one round trip,
- * EVALSHA, the time taken from Redis so instances with skewed clocks agree), so every
- * sluice instance using the same Redis enforces one global limit.
+ * made inside Redis by a Lua script (all of a request's limits at once, and every request a
+ * worker asks for in one loop iteration in one EVALSHA; the time taken from Redis so
+ * instances with skewed clocks agree), so every sluice instance using the same Redis
+ * enforces one global limit.
  * One sl_rl_redis_t per worker: a hiredis async connection attached to that worker's
  * libuv loop. Never blocks; every call has a deadline; reconnects with backoff. */
 #ifndef SL_RATELIMIT_REDIS_H
@@ -38,6 +39,7 @@ void sl_rl_redis_cancel(sl_rl_redis_t *r, void *handle);
 
 typedef struct sl_rl_redis_stats {
     uint64_t calls, errors, timeouts, not_connected; /* decisions, and their failures */
+    uint64_t batches;                                /* EVALSHA calls sent (re-sends too) */
     uint64_t latency_us_sum, latency_count;          /* of answered decisions */
     uint64_t connects, disconnects;
     int connected;

@@ -461,6 +461,93 @@ struct batch {
     int n;
 };
 
+struct many {
+    struct result x[200];
+    int n;
+};
+
+static int many_done(void *arg)
+{
+    struct many *m = arg;
+    for (int i = 0; i < m->n; i++)
+        if (m->x[i].calls == 0)
+            return 0;
+    return 1;
+}
+
+/* Decisions asked for in one loop iteration go out together: 150 at once for one key under
+ * 5/second + burst 20 pass exactly as 150 in-memory decisions in order (21 pass), in 3
+ * EVALSHA calls (64 a batch); requests with 16 limits each fill a batch at 16 (256 keys). A
+ * request cancelled inside a batch is still charged, and its checks are never written (the
+ * caller's memory may be reused by then). */
+static void test_batches(void **state)
+{
+    SL_UNUSED(state);
+    NEED_REDIS();
+    sl_rl_redis_t *r = mk_connected(2000);
+    sl_ratelimiter_t *mem = sl_rl_new(64);
+    sl_rl_limit_t l = mk(4, 5, 1000, 1, 20, 0);
+    static sl_rl_check_t c[200];
+    static struct many m;
+    void *h;
+    m.n = 150;
+    memset(m.x, 0, sizeof(m.x));
+    for (int i = 0; i < m.n; i++) {
+        c[i] = (sl_rl_check_t){.limit = &l, .key = 99};
+        assert_int_equal(sl_rl_redis_decide(r, &c[i], 1, on_result, &m.x[i], &h), 0);
+        if (i == 7) { /* cancelled; the caller's checks then reused for something else */
+            sl_rl_redis_cancel(r, h);
+            memset(&c[i], 0x5a, sizeof(c[i]));
+        }
+    }
+    m.x[7].calls = 1; /* not waited for */
+    assert_int_equal(sl_rl_redis_stats(r)->batches, 0); /* nothing sent inside the calls */
+    assert_true(run_until(many_done, &m, 5000));
+    run_ms(20);
+    assert_int_equal(sl_rl_redis_stats(r)->batches, 3);
+    int allowed = 0;
+    for (int i = 0; i < m.n; i++) {
+        sl_rl_check_t want = {.limit = &l, .key = 99};
+        int w = sl_rl_decide(mem, &want, 1, T0);
+        if (i == 7) {
+            unsigned char pat[sizeof(c[i])];
+            memset(pat, 0x5a, sizeof(pat));
+            assert_memory_equal(&c[i], pat, sizeof(pat));
+            assert_int_equal(w, 1); /* charged all the same */
+            continue;
+        }
+        assert_int_equal(m.x[i].calls, 1);
+        assert_int_equal(m.x[i].res, w);
+        assert_same(&c[i], &want, 1);
+        allowed += m.x[i].res;
+    }
+    assert_int_equal(allowed, 20); /* 21 passed, one of them the cancelled request */
+
+    /* 16 limits a request: 256 keys a batch, so 20 requests make 2 batches */
+    static sl_rl_limit_t ls[16];
+    static sl_rl_check_t cs[20][16];
+    for (int k = 0; k < 16; k++)
+        ls[k] = mk((uint32_t)(100 + k), 1000, 1000, 0, 0, 0);
+    m.n = 20;
+    memset(m.x, 0, sizeof(m.x));
+    uint64_t before = sl_rl_redis_stats(r)->batches;
+    for (int i = 0; i < m.n; i++) {
+        for (int k = 0; k < 16; k++)
+            cs[i][k] = (sl_rl_check_t){.limit = &ls[k], .key = (uint64_t)i};
+        assert_int_equal(sl_rl_redis_decide(r, cs[i], 16, on_result, &m.x[i], &h), 0);
+    }
+    assert_true(run_until(many_done, &m, 5000));
+    assert_int_equal(sl_rl_redis_stats(r)->batches - before, 2);
+    for (int i = 0; i < m.n; i++) {
+        assert_int_equal(m.x[i].res, 1);
+        for (int k = 0; k < 16; k++)
+            assert_int_equal(cs[i][k].remaining, 999);
+    }
+    assert_int_equal(sl_rl_redis_stats(r)->errors, 0);
+    sl_rl_free(mem);
+    close_redis(r);
+}
+
 static int batch_done(void *arg)
 {
     struct batch *b = arg;
@@ -657,6 +744,7 @@ int main(void)
         cmocka_unit_test_setup(test_same_as_memory, setup),
         cmocka_unit_test_setup(test_multi_limit_atomic, setup),
         cmocka_unit_test_setup(test_shared_budget, setup),
+        cmocka_unit_test_setup(test_batches, setup),
         cmocka_unit_test_setup(test_noscript_retry, setup),
         cmocka_unit_test_setup(test_deadline_and_cancel, setup),
         cmocka_unit_test_setup(test_stall_reconnect, setup),
