@@ -7,9 +7,6 @@
 #include "core/log.h"
 #include "server.h"
 
-#ifndef SL_VERSION
-#define SL_VERSION "0.1.0"
-#endif
 
 static void usage(FILE *out)
 {

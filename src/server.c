@@ -22,15 +22,14 @@
 #include "core/metrics.h"
 #include "http/conn.h"
 #include "ops/admin.h"
+#include "ops/alerts.h"
+#include "ops/sampler.h"
 #include "policy/ratelimit_redis.h"
 #include "proxy/discovery.h"
 #include "proxy/health.h"
 #include "proxy/router.h"
 #include "proxy/upstream.h"
 
-#ifndef SL_VERSION
-#define SL_VERSION "0.1.0"
-#endif
 
 typedef struct wctx {
     sl_worker_t w;
@@ -65,6 +64,9 @@ typedef struct server {
     sl_health_t *health;
     sl_discovery_t *discovery;
     uint64_t start_time;
+    sl_sampler_t *sampler;
+    sl_alerts_t *alerts;
+    uv_timer_t observe; /* one sample and one alert evaluation a second */
 } server_t;
 
 /* ---- sockets ---- */
@@ -238,6 +240,10 @@ static void wake_logger(void *arg)
 
 static void control_close(server_t *s)
 {
+    uv_close((uv_handle_t *)&s->observe, NULL);
+    sl_alerts_close(s->alerts);
+    s->alerts = NULL;
+    s->control.alerts = NULL;
     sl_health_stop(s->health);
     s->health = NULL;
     sl_discovery_stop(s->discovery);
@@ -328,6 +334,25 @@ static void admin_connection(uv_stream_t *ls, int status)
     sl_conn_start(c, &s->control, &s->admin_cfg);
 }
 
+static uint64_t unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void observe_cb(uv_timer_t *t)
+{
+    server_t *s = t->data;
+    uint64_t now = uv_now(t->loop), wall = unix_ms();
+    uint64_t conns = 0;
+    for (int i = 0; i < s->nworkers; i++)
+        conns += __atomic_load_n(&s->workers[i].w.nconns, __ATOMIC_RELAXED);
+    s->control.conns_active = conns;
+    sl_sampler_take(s->sampler, now, wall);
+    sl_alerts_eval(s->alerts, s->sampler, now, wall);
+}
+
 static void control_tick(sl_timers_t *ts)
 {
     sl_worker_t *w = ts->data;
@@ -338,9 +363,69 @@ static void control_tick(sl_timers_t *ts)
 
 /* ---- metrics the wiring owns ---- */
 
+/* The host (what the seed's CPU and memory alerts watch) and each service's upstream
+ * connection pool: busy connections (a request on each), idle kept ones, and the pool's
+ * capacity, keepalive x workers: busy past it means connections opened and closed per
+ * request. */
+static void collect_host_pools(sl_textbuf_t *t, server_t *s)
+{
+    uint64_t busy = 0, total = 0, mt = 0, ma = 0;
+    sl_host_cpu(&busy, &total);
+    double hz = (double)sysconf(_SC_CLK_TCK);
+    if (hz <= 0)
+        hz = 100;
+    sl_text_printf(t,
+                   "# HELP host_cpu_seconds_total CPU time of the host since boot, all CPUs "
+                   "(/proc/stat): busy = user, nice, system, irq, softirq, steal.\n"
+                   "# TYPE host_cpu_seconds_total counter\n"
+                   "host_cpu_seconds_total{mode=\"busy\"} %.2f\n"
+                   "host_cpu_seconds_total{mode=\"idle\"} %.2f\n",
+                   (double)busy / hz, (double)(total - busy) / hz);
+    if (sl_host_memory_utilization(&mt, &ma) >= 0)
+        sl_text_printf(t,
+                       "# HELP host_memory_total_bytes MemTotal of the host (/proc/meminfo).\n"
+                       "# TYPE host_memory_total_bytes gauge\nhost_memory_total_bytes %llu\n"
+                       "# HELP host_memory_available_bytes MemAvailable of the host.\n"
+                       "# TYPE host_memory_available_bytes gauge\n"
+                       "host_memory_available_bytes %llu\n",
+                       (unsigned long long)mt, (unsigned long long)ma);
+    const sl_upstreams_t *u = &s->gw.up;
+    sl_text_printf(t, "# HELP upstream_pool_connections Upstream connections of the service: "
+                      "busy (a request on it) or idle (kept for reuse).\n"
+                      "# TYPE upstream_pool_connections gauge\n");
+    for (uint32_t i = 0; i < u->nservices; i++) {
+        const sl_service_t *svc = &u->services[i];
+        uint64_t b = 0, idle = 0;
+        const sl_pool_t *pools[2] = {&svc->primary, &svc->read};
+        for (int p = 0; p < 2; p++) {
+            uint32_t n = pools[p]->slots ? sl_pool_size(pools[p]) : 0;
+            for (uint32_t k = 0; k < n; k++) {
+                const sl_server_t *sv = &pools[p]->slots[k];
+                b += __atomic_load_n(&sv->inflight, __ATOMIC_RELAXED);
+                for (int w = 0; w < s->nworkers; w++)
+                    if (!s->workers[w].exited)
+                        idle += sl_upstream_worker_idle_server(&s->workers[w].w, sv->id);
+            }
+        }
+        sl_text_printf(t,
+                       "upstream_pool_connections{service=\"%s\",state=\"busy\"} %llu\n"
+                       "upstream_pool_connections{service=\"%s\",state=\"idle\"} %llu\n",
+                       svc->conf->name, (unsigned long long)b, svc->conf->name,
+                       (unsigned long long)idle);
+    }
+    sl_text_printf(t, "# HELP upstream_pool_capacity Keep-alive pool of the service: "
+                      "keepalive x workers.\n# TYPE upstream_pool_capacity gauge\n");
+    for (uint32_t i = 0; i < u->nservices; i++)
+        sl_text_printf(t, "upstream_pool_capacity{service=\"%s\"} %llu\n",
+                       u->services[i].conf->name,
+                       (unsigned long long)u->services[i].conf->keepalive *
+                           (unsigned long long)s->nworkers);
+}
+
 static void collect(sl_textbuf_t *t, void *arg)
 {
     server_t *s = arg;
+    collect_host_pools(t, s);
     uint64_t conns = 0, acc = 0, rej = 0, inflight = 0, idle = 0, bufs = 0, connects = 0,
              reused = 0, cerr = 0;
     for (int i = 0; i < s->nworkers; i++) {
@@ -607,6 +692,25 @@ int sl_server_run(sl_config_t *cfg)
             return 1;
         }
     }
+    /* Samples and alerts: the rules say which routes need their own history. */
+    s->alerts = sl_alerts_new(&ctl->loop, cfg, &s->gw, cfg->admin_listen.text);
+    uint8_t *track = calloc(s->gw.nroutes + 1, 1);
+    if (s->alerts && track)
+        sl_alerts_tracked_routes(s->alerts, track, s->gw.nroutes);
+    s->sampler = track ? sl_sampler_new(&s->gw, s->nworkers, track) : NULL;
+    free(track);
+    if (!s->alerts || !s->sampler) {
+        sl_log_error("out of memory for alerts");
+        return 1;
+    }
+    ctl->sampler = s->sampler;
+    ctl->alerts = s->alerts;
+    ctl->nworkers = s->nworkers;
+    ctl->start_unix_ms = unix_ms();
+    sl_metrics_collector(sl_alerts_collect, s->alerts);
+    uv_timer_init(&ctl->loop, &s->observe);
+    s->observe.data = s;
+    uv_timer_start(&s->observe, observe_cb, 0, 1000);
     s->health = sl_health_start(&ctl->loop, &s->gw.up);
     s->discovery = sl_discovery_start(&ctl->loop, &s->gw.up);
     char addrs[512] = "";
@@ -628,6 +732,7 @@ int sl_server_run(sl_config_t *cfg)
     sl_conn_worker_free(ctl);
     sl_bufpool_destroy(&ctl->bufs);
     sl_metrics_reset();
+    sl_sampler_free(s->sampler);
     sl_gateway_free(&s->gw);
     free(s->workers);
     free(s);

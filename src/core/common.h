@@ -49,6 +49,11 @@ enum sl_http_method {
 
 #define SL_METHOD_BIT(m) (1u << (m))
 
+/* The release, in --version, logs, sluice_build_info and the status page. */
+#ifndef SL_VERSION
+#define SL_VERSION "0.1.0"
+#endif
+
 /* Decimal digits of v written at out (at most 20 bytes); returns how many. The length
  * first (from the bit length, corrected by one comparison), then two digits per step from
  * a table, written in place from the end: numbers are formatted on the request path

@@ -1677,7 +1677,19 @@ static void route_defaults(void *item)
     r->service_index = -1;
 }
 
+static const char *check_label_name(const char *s, size_t len)
+{
+    if (len == 0 || len > 64)
+        return "must be 1..64 characters";
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-' || s[i] == '.'))
+            return "may only contain letters, digits, '_', '-' and '.'";
+    return NULL;
+}
+
 static const struct field route_fields[] = {
+    FLD_STRING("name", sl_route_conf_t, name, 0, check_label_name),
     FLD_TABLE("match", 0, &match_table, F_REQUIRED),
     FLD_CUSTOM("service", F_REQUIRED, parse_route_service),
     FLD_LIST("rate_limits", sl_route_conf_t, rate_limits, nrate_limits, &limit_table, 0, 64),
@@ -1846,6 +1858,151 @@ static void parse_trusted_proxies(conf_ctx_t *c, const struct field *f, yaml_nod
     }
 }
 
+/* ---- alerts ---- */
+
+static void parse_alert_expr(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                             const char *path, void *base)
+{
+    SL_UNUSED(f);
+    sl_alert_rule_conf_t *r = base;
+    const char *s;
+    size_t len;
+    if (!get_scalar(c, val, path, "an expression such as \"error_rate > 0.01\"", &s, &len) ||
+        !check_text(c, val, path, s, len))
+        return;
+    char err[200];
+    size_t at = 0;
+    if (sl_alert_expr_parse(s, len, &r->e, err, sizeof(err), &at) != 0) {
+        /* point at the offending byte: the scalar's column, past an opening quote */
+        yaml_mark_t m = val->start_mark;
+        int quoted = val->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
+                     val->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
+        if (m.line == val->end_mark.line)
+            m.column += at + (size_t)quoted;
+        report_mark(c, m, "%s: %s", path, err);
+        r->e.signal = -2; /* reported: finish_alerts says nothing more about it */
+        return;
+    }
+    free(r->expr);
+    r->expr = dup_bytes(c, s, len);
+}
+
+static void parse_alert_enabled(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                                const char *path, void *base)
+{
+    SL_UNUSED(f);
+    parse_bool_at(c, val, path, &((sl_alert_rule_conf_t *)base)->enabled);
+}
+
+static void alert_rule_defaults(void *item)
+{
+    sl_alert_rule_conf_t *r = item;
+    r->for_ms = SL_ALERT_UNSET;
+    r->window_ms = SL_ALERT_UNSET;
+    r->enabled = 1;
+    r->e.signal = -1;
+}
+
+static const struct field alert_rule_fields[] = {
+    FLD_STRING("name", sl_alert_rule_conf_t, name, F_REQUIRED, check_label_name),
+    FLD_CUSTOM("expr", 0, parse_alert_expr),
+    FLD_DURATION("for", sl_alert_rule_conf_t, for_ms, 0),
+    FLD_DURATION("window", sl_alert_rule_conf_t, window_ms, 1000),
+    FLD_STRING("severity", sl_alert_rule_conf_t, severity, 0, check_label_name),
+    FLD_STRING("summary", sl_alert_rule_conf_t, summary, 0, check_nonempty),
+    FLD_CUSTOM("enabled", 0, parse_alert_enabled),
+};
+static const struct table alert_rule_table = {TABLE(alert_rule_fields),
+                                              .size = sizeof(sl_alert_rule_conf_t),
+                                              .init = alert_rule_defaults,
+                                              .name_offset = NO_OFFSET,
+                                              .line_offset = offsetof(sl_alert_rule_conf_t, line),
+                                              .col_offset = offsetof(sl_alert_rule_conf_t, col)};
+
+/* http://host:port/path: the notifier speaks plain HTTP/1.1 to an address (no TLS, no DNS
+ * at run time: put a local relay in front of anything else). */
+static const char *check_webhook(const char *s, size_t len)
+{
+    if (len < 8 || memcmp(s, "http://", 7) != 0)
+        return "must be an http:// URL (http://HOST:PORT/PATH)";
+    const char *h = s + 7, *end = s + len, *slash = memchr(h, '/', (size_t)(end - h));
+    sl_addr_t a;
+    if (sl_parse_addr(h, (size_t)((slash ? slash : end) - h), &a) != 0)
+        return "must name a numeric address and port: http://127.0.0.1:9093/path";
+    return NULL;
+}
+
+static void parse_alerts_defaults(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                                  const char *path, void *base)
+{
+    SL_UNUSED(f);
+    parse_bool_at(c, val, path, &((sl_alerts_conf_t *)base)->defaults);
+}
+
+static const struct field alerts_fields[] = {
+    FLD_CUSTOM("defaults", 0, parse_alerts_defaults),
+    FLD_STRING("webhook", sl_alerts_conf_t, webhook, 0, check_webhook),
+    FLD_LIST("rules", sl_alerts_conf_t, rules, nrules, &alert_rule_table, 0, 256),
+};
+static const struct table alerts_table = {TABLE(alerts_fields), .line_offset = NO_OFFSET};
+
+/* alerts: a list of rules, or {defaults, webhook, rules}. */
+static void parse_alerts(conf_ctx_t *c, const struct field *f, yaml_node_t *val, const char *path,
+                         void *base)
+{
+    SL_UNUSED(f);
+    sl_config_t *cfg = base;
+    if (val->type == YAML_SEQUENCE_NODE)
+        parse_list(c, &alerts_fields[2], val, path, &cfg->alerts);
+    else
+        parse_table(c, val, path, &alerts_table, &cfg->alerts, &c->key->start_mark);
+}
+
+/* Every rule either has an expr or changes a built-in; selectors name a route (by name or
+ * path prefix) or a service that exists; names are unique. */
+static void finish_alerts(conf_ctx_t *c)
+{
+    sl_config_t *cfg = c->cfg;
+    for (uint32_t i = 0; i < cfg->nroutes; i++)
+        for (uint32_t j = 0; cfg->routes[i].name && j < i; j++)
+            if (cfg->routes[j].name && strcmp(cfg->routes[j].name, cfg->routes[i].name) == 0)
+                vreport_at(c, cfg->routes[i].line, cfg->routes[i].col,
+                           "route name %s is used twice", cfg->routes[i].name);
+    for (uint32_t i = 0; i < cfg->alerts.nrules; i++) {
+        sl_alert_rule_conf_t *r = &cfg->alerts.rules[i];
+        if (!r->name)
+            continue;
+        int builtin = 0;
+        for (size_t k = 0; k < sl_alert_nbuiltins; k++)
+            builtin |= strcmp(sl_alert_builtins[k].name, r->name) == 0;
+        if (!r->expr && !builtin && r->e.signal == -1)
+            vreport_at(c, r->line, r->col,
+                       "alert %s: needs expr (only a built-in rule's name may leave it out)",
+                       r->name);
+        if (r->window_ms != SL_ALERT_UNSET && r->window_ms > SL_ALERT_WINDOW_MAX_MS)
+            vreport_at(c, r->line, r->col, "alert %s: window is at most 15m", r->name);
+        for (uint32_t j = 0; j < i; j++)
+            if (cfg->alerts.rules[j].name && strcmp(cfg->alerts.rules[j].name, r->name) == 0)
+                vreport_at(c, r->line, r->col, "alert name %s is used twice", r->name);
+        if (!r->expr || r->e.selector == SL_SEL_NONE)
+            continue;
+        int found = 0;
+        if (r->e.selector == SL_SEL_ROUTE) {
+            for (uint32_t k = 0; k < cfg->nroutes && !found; k++) {
+                const sl_route_conf_t *rt = &cfg->routes[k];
+                found = (rt->name && strcmp(rt->name, r->e.sel) == 0) ||
+                        (!rt->name && rt->path_prefix && strcmp(rt->path_prefix, r->e.sel) == 0);
+            }
+        } else {
+            for (uint32_t k = 0; k < cfg->nservices && !found; k++)
+                found = cfg->services[k].name && strcmp(cfg->services[k].name, r->e.sel) == 0;
+        }
+        if (!found)
+            vreport_at(c, r->line, r->col, "alert %s: no %s named \"%s\"", r->name,
+                       r->e.selector == SL_SEL_ROUTE ? "route" : "service", r->e.sel);
+    }
+}
+
 static const struct field admin_fields[] = {
     FLD_ADDR("listen", sl_config_t, admin_listen, 0),
     FLD_STRING("token_env", sl_config_t, admin_token_env, 0, check_env_name),
@@ -1866,7 +2023,7 @@ static const struct field top_fields[] = {
     FLD_LIST("rate_limits", sl_config_t, rate_limits, nrate_limits, &limit_table, 0, 64),
     FLD_CUSTOM("trusted_proxies", 0, parse_trusted_proxies),
     FLD_LATER("cache"),
-    FLD_LATER("alerts"),
+    FLD_CUSTOM("alerts", 0, parse_alerts),
 };
 static const struct table top_table = {TABLE(top_fields), .line_offset = NO_OFFSET};
 
@@ -1894,6 +2051,7 @@ static void config_defaults(sl_config_t *cfg)
     cfg->auth.algorithms = SL_ALG_HS256;
     cfg->auth.leeway_ms = 30000;
     cfg->redis.timeout_ms = 20;
+    cfg->alerts.defaults = 1;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -2145,6 +2303,7 @@ static void load_document(conf_ctx_t *c, const char *data, size_t len)
         check_admin_listen(c, root);
         finish_routes(c->cfg);
         finish_limits(c);
+        finish_alerts(c);
     }
     c->doc = NULL;
     yaml_document_delete(&doc);
@@ -2311,12 +2470,21 @@ void sl_config_free(sl_config_t *cfg)
     for (uint32_t i = 0; cfg->routes && i < cfg->nroutes; i++) {
         free_limits(cfg->routes[i].rate_limits, cfg->routes[i].nrate_limits);
         free(cfg->routes[i].path_prefix);
+        free(cfg->routes[i].name);
         free(cfg->routes[i].host);
         free(cfg->routes[i].service);
     }
     free(cfg->routes);
     free_limits(cfg->rate_limits, cfg->nrate_limits);
     free(cfg->trusted_proxies);
+    for (uint32_t i = 0; cfg->alerts.rules && i < cfg->alerts.nrules; i++) {
+        free(cfg->alerts.rules[i].name);
+        free(cfg->alerts.rules[i].expr);
+        free(cfg->alerts.rules[i].severity);
+        free(cfg->alerts.rules[i].summary);
+    }
+    free(cfg->alerts.rules);
+    free(cfg->alerts.webhook);
     free(cfg->auth.secret_env);
     free(cfg->auth.public_key);
     free(cfg->auth.user_claim);

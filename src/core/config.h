@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "alert_expr.h"
 #include "common.h"
 
 #define SL_CONF_MAX_LISTEN 16
@@ -123,6 +124,8 @@ typedef struct sl_auth_conf {
 } sl_auth_conf_t;
 
 typedef struct sl_route_conf {
+    char *name;          /* optional; the route's label in metrics and alert selectors
+                            (default: its path_prefix) */
     char *path_prefix;   /* match.path_prefix; required, must start with '/' */
     size_t path_prefix_len;
     char *host;          /* match.host; NULL = any; compared case-insensitively, port ignored */
@@ -134,6 +137,30 @@ typedef struct sl_route_conf {
     int require_auth;    /* 401 without a valid JWT */
     int line, col;
 } sl_route_conf_t;
+
+/* One alert rule (alerts: list, or alerts.rules). A rule named like a built-in one
+ * changes it (a rule without expr keeps the built-in's); enabled: false turns it off. */
+typedef struct sl_alert_rule_conf {
+    char *name;
+    char *expr;          /* as written; NULL: the built-in's */
+    sl_alert_expr_t e;   /* parsed expr */
+    uint64_t for_ms;     /* SL_ALERT_UNSET: the built-in's, or 0 */
+    uint64_t window_ms;  /* SL_ALERT_UNSET: the built-in's, or the signal's default */
+    char *severity;      /* NULL: the built-in's, or "warning" */
+    char *summary;
+    int enabled;         /* default 1 */
+    int line, col;
+} sl_alert_rule_conf_t;
+
+#define SL_ALERT_UNSET UINT64_MAX
+#define SL_ALERT_WINDOW_MAX_MS (15 * 60000ull) /* the sampler keeps 15 minutes */
+
+typedef struct sl_alerts_conf {
+    int defaults;        /* the built-in rules are on (default 1) */
+    char *webhook;       /* http://host:port/path for Alertmanager-style notifications, or NULL */
+    sl_alert_rule_conf_t *rules;
+    uint32_t nrules;
+} sl_alerts_conf_t;
 
 typedef struct sl_limits_conf {
     uint32_t max_connections;   /* default 10000 (per process) */
@@ -165,6 +192,7 @@ typedef struct sl_config {
     uint32_t ntrusted_proxies;
     sl_auth_conf_t auth;
     sl_redis_conf_t redis;
+    sl_alerts_conf_t alerts;
 } sl_config_t;
 
 /* One problem found in a configuration. */

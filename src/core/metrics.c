@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common.h"
+
 __thread int sl_thread_index;
 
 typedef struct collector {
@@ -206,6 +208,39 @@ uint64_t sl_counter_total(const sl_counter_t *c)
         sum += c->overflow[t];
     free(v);
     return sum;
+}
+
+int sl_counter_foreach(const sl_counter_t *c, void (*fn)(uint64_t key, uint64_t val, void *arg),
+                       void *arg)
+{
+    kv_t *v;
+    size_t n = counter_merge(c, &v);
+    if (!v)
+        return SL_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        fn(v[i].key, v[i].val, arg);
+    free(v);
+    return 0;
+}
+
+const uint32_t sl_hist_bounds_us[SL_HIST_BUCKETS] = {1000,   2500,   5000,    10000,   25000,
+                                                     50000,  100000, 250000,  500000,  1000000,
+                                                     2500000, 5000000, 10000000};
+
+void sl_hist_read(const sl_hist_t *h, uint32_t label, sl_hist_cell_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (label >= h->nlabels)
+        return;
+    for (int t = 0; t < SL_MAX_THREADS; t++) {
+        const sl_hist_cell_t *c = h->cells[t];
+        if (!c)
+            continue;
+        for (int b = 0; b <= SL_HIST_BUCKETS; b++)
+            out->bucket[b] += __atomic_load_n(&c[label].bucket[b], __ATOMIC_RELAXED);
+        out->sum_us += __atomic_load_n(&c[label].sum_us, __ATOMIC_RELAXED);
+        out->count += __atomic_load_n(&c[label].count, __ATOMIC_RELAXED);
+    }
 }
 
 static void render_counter(sl_textbuf_t *out, const sl_counter_t *c)

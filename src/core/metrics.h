@@ -123,4 +123,15 @@ void sl_metrics_render(sl_textbuf_t *out);
 /* Sum of one counter over every thread and label key (tests, status). */
 uint64_t sl_counter_total(const sl_counter_t *c);
 
+/* Every (label key, sum over threads) of c, in key order; increments that found no slot
+ * are not included (see sl_counter_total). Returns 0, or SL_ENOMEM. */
+int sl_counter_foreach(const sl_counter_t *c, void (*fn)(uint64_t key, uint64_t val, void *arg),
+                       void *arg);
+
+/* Label i of h summed over threads into *out (non-cumulative buckets). */
+void sl_hist_read(const sl_hist_t *h, uint32_t label, sl_hist_cell_t *out);
+
+/* The upper bounds of the histogram buckets, µs (the last bucket is +Inf). */
+extern const uint32_t sl_hist_bounds_us[SL_HIST_BUCKETS];
+
 #endif

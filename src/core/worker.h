@@ -23,6 +23,11 @@ typedef struct sl_worker {
     void *proxy;           /* per-worker proxy state: upstream pools (upstream.c) */
     void *gw;              /* the gateway (routes, services) this worker serves with */
     void *rl_redis;        /* this worker's shared rate-limit connection, or NULL */
+    void *sampler;         /* control thread: the samples (ops/sampler.c) */
+    void *alerts;          /* control thread: the alert rules (ops/alerts.c) */
+    int nworkers;          /* control thread: serving loops */
+    uint64_t conns_active; /* control thread: client connections, refreshed every second */
+    uint64_t start_unix_ms;
     uint64_t inflight;     /* exchanges dispatched and not yet done */
     uint64_t nconns;       /* client connections open on this worker */
     uint64_t reqid_seq;    /* request-id counter */

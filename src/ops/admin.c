@@ -17,6 +17,8 @@
 #include "../core/log.h"
 #include "../core/metrics.h"
 #include "../proxy/router.h"
+#include "alerts.h"
+#include "sampler.h"
 
 #define API_MAX_BODY (64 * 1024) /* POST bodies beyond this: 413 */
 #define API_MAX_PENDING 64       /* bodies being collected at once; beyond: 503 */
@@ -888,6 +890,108 @@ static void api_handle(sl_exchange_t *x)
 
 /* ---- the admin handler ---- */
 
+/* ---- alerts and the status page ---- */
+
+static void get_alerts(sl_exchange_t *x)
+{
+    json_t *a = sl_alerts_json(x->conn->w->alerts);
+    reply_json(x, 200, a ? json_pack("{s:o}", "alerts", a) : NULL, NULL);
+}
+
+static uint64_t total_answers(const sl_counts_t *c)
+{
+    uint64_t t = 0;
+    for (int k = 0; k < 6; k++)
+        t += c->cls[k];
+    return t;
+}
+
+/* Per-second points of the last STATUS_POINTS seconds, oldest first; percentiles over the
+ * 5 s ending at each point (one second holds too few answers to say much). */
+#define STATUS_POINTS 300
+static json_t *status_series(const sl_sampler_t *sm)
+{
+    static const char *keys[] = {"t",          "rps",        "p50_ms",     "p95_ms",
+                                 "p99_ms",     "status_2xx", "status_3xx", "status_4xx",
+                                 "status_5xx", "ratelimited", "cache_hit_ratio"};
+    enum { NK = 11 };
+    json_t *arr[NK], *obj = json_object();
+    for (int k = 0; k < NK; k++) {
+        arr[k] = json_array();
+        if (obj && arr[k])
+            json_object_set_new(obj, keys[k], arr[k]);
+    }
+    size_t n = sl_sampler_count(sm);
+    size_t points = n > 1 ? n - 1 : 0;
+    if (points > STATUS_POINTS)
+        points = STATUS_POINTS;
+    for (size_t i = points; obj && i-- > 0;) {
+        const sl_sample_t *a = sl_sampler_at(sm, i), *b = sl_sampler_at(sm, i + 1);
+        size_t back5 = i + 5 < n ? i + 5 : n - 1;
+        const sl_sample_t *b5 = sl_sampler_at(sm, back5);
+        double dt = (double)(a->t_ms - b->t_ms) / 1000.0;
+        if (dt <= 0)
+            dt = 1;
+        uint64_t d[6];
+        for (int k = 0; k < 6; k++)
+            d[k] = a->all.cls[k] - b->all.cls[k];
+        json_array_append_new(arr[0], json_integer((json_int_t)a->unix_ms));
+        json_array_append_new(arr[1], json_real((double)(total_answers(&a->all) -
+                                                          total_answers(&b->all)) / dt));
+        static const double qs[3] = {0.5, 0.95, 0.99};
+        for (int q = 0; q < 3; q++) {
+            double v = sl_quantile(a->all.bucket, b5->all.bucket, qs[q]);
+            json_array_append_new(arr[2 + q], v < 0 ? json_null() : json_real(v * 1000.0));
+        }
+        json_array_append_new(arr[5], json_real((double)(d[1] + d[2] + d[0]) / dt));
+        json_array_append_new(arr[6], json_real((double)d[3] / dt));
+        json_array_append_new(arr[7], json_real((double)d[4] / dt));
+        json_array_append_new(arr[8], json_real((double)d[5] / dt));
+        json_array_append_new(arr[9], json_real((double)(a->ratelimited - b->ratelimited) / dt));
+        uint64_t lk = a->cache_lookups - b->cache_lookups;
+        json_array_append_new(arr[10], lk ? json_real((double)(a->cache_hits - b->cache_hits) /
+                                                      (double)lk)
+                                          : json_null());
+    }
+    return obj;
+}
+
+static void get_status(sl_exchange_t *x)
+{
+    sl_worker_t *w = x->conn->w;
+    sl_gateway_t *gw = w->gw;
+    const sl_sampler_t *sm = w->sampler;
+    uint64_t now = now_ms(x);
+    json_t *services = json_array();
+    for (uint32_t i = 0; services && i < gw->up.nservices; i++) {
+        const sl_service_t *svc = &gw->up.services[i];
+        json_t *servers = json_array();
+        if (pool_json(servers, &svc->primary, 0, now) || pool_json(servers, &svc->read, 1, now) ||
+            json_array_append_new(services,
+                                  json_pack("{s:s,s:s,s:o}", "name", svc->conf->name, "balance",
+                                            balance_name(svc->conf->balance), "servers",
+                                            servers))) {
+            json_decref(services);
+            services = NULL;
+        }
+    }
+    const sl_sample_t *last = sm ? sl_sampler_at(sm, 0) : NULL;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t wall = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    json_t *alerts = sl_alerts_json(w->alerts);
+    json_t *j = json_pack(
+        "{s:s,s:I,s:i,s:o,s:{s:I,s:I,s:I,s:I},s:o,s:o}", "version", SL_VERSION,
+        "uptime_s", (json_int_t)((wall - w->start_unix_ms) / 1000), "interval_s", 1, "series",
+        sm ? status_series(sm) : json_object(), "totals", "requests",
+        (json_int_t)(last ? total_answers(&last->all) : 0), "status_5xx",
+        (json_int_t)(last ? last->all.cls[5] : 0), "ratelimited",
+        (json_int_t)(last ? last->ratelimited : 0), "connections_active",
+        (json_int_t)w->conns_active, "services", services ? services : json_array(), "alerts",
+        alerts ? alerts : json_array());
+    reply_json(x, 200, j, "Cache-Control: no-store\r\n");
+}
+
 static int path_is(const sl_http_request_t *r, const char *p)
 {
     size_t n = strlen(p);
@@ -916,6 +1020,15 @@ void sl_admin_handle(sl_exchange_t *x)
             method_not_allowed(x, "GET, HEAD");
         else
             get_metrics(x);
+        return;
+    }
+    if (path_is(r, "/alerts") || path_is(r, "/status.json")) {
+        if (!get)
+            method_not_allowed(x, "GET, HEAD");
+        else if (r->path.len == 7)
+            get_alerts(x);
+        else
+            get_status(x);
         return;
     }
     if (path_is(r, "/health")) {

@@ -40,7 +40,7 @@ static size_t request_labels(uint64_t key, char *out, size_t cap, void *arg)
     const sl_gateway_t *g = arg;
     uint32_t route = (uint32_t)(key >> 24);
     unsigned method = (unsigned)(key >> 16) & 0xff, status = (unsigned)key & 0xffff;
-    const char *rname = route && route <= g->nroutes ? g->routes[route - 1].conf->path_prefix
+    const char *rname = route && route <= g->nroutes ? sl_route_label(&g->routes[route - 1])
                                                      : "unmatched";
     int n = snprintf(out, cap, "route=\"%s\",method=\"%s\",status=\"%u\"", rname,
                      method < SL_M__COUNT ? method_names[method] : "OTHER", status);
@@ -51,7 +51,7 @@ static size_t route_labels(uint64_t i, char *out, size_t cap, void *arg)
 {
     const sl_gateway_t *g = arg;
     int n = snprintf(out, cap, "route=\"%s\"",
-                     i < g->nroutes ? g->routes[i].conf->path_prefix : "unmatched");
+                     i < g->nroutes ? sl_route_label(&g->routes[i]) : "unmatched");
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
@@ -695,7 +695,7 @@ static void access_log(sl_exchange_t *x, const sl_gateway_t *g, uint64_t dur_us)
         ts.tv_nsec / 1000000, (int)idlen, id, x->conn->peer, (int)r->method.len,
         r->method.p ? r->method.p : "", (int)plen, path, x->status,
         (unsigned long long)x->bytes_out, dur_us / 1000.0,
-        x->route >= 0 ? g->routes[x->route].conf->path_prefix : "",
+        x->route >= 0 ? sl_route_label(&g->routes[x->route]) : "",
         sv ? sv->conf.addr.text : "", sv ? sl_proxy_upstream_us(x) / 1000.0 : 0.0);
     if (n > 0)
         sl_accesslog_append(&x->conn->w->alog, line, (size_t)n < sizeof(line) ? (size_t)n

@@ -57,6 +57,12 @@ typedef struct sl_gateway {
 int sl_gateway_build(sl_gateway_t *g, sl_config_t *cfg, int nthreads);
 void sl_gateway_free(sl_gateway_t *g);
 
+/* The route's name in metrics, logs and alert selectors: its name, else its path prefix. */
+static inline const char *sl_route_label(const sl_route_t *rt)
+{
+    return rt->conf->name ? rt->conf->name : rt->conf->path_prefix;
+}
+
 /* First route matching the request, or NULL. */
 const sl_route_t *sl_router_match(const sl_gateway_t *g, const sl_http_request_t *r);
 

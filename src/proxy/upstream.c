@@ -383,6 +383,14 @@ uint32_t sl_upstream_worker_idle(const sl_worker_t *w)
     return w->proxy ? ((up_worker_t *)w->proxy)->nidle : 0;
 }
 
+uint32_t sl_upstream_worker_idle_server(const sl_worker_t *w, uint32_t server_id)
+{
+    const up_worker_t *uw = w->proxy;
+    if (!uw || server_id >= uw->nservers)
+        return 0;
+    return __atomic_load_n(&uw->idle[server_id].n, __ATOMIC_RELAXED);
+}
+
 static void idle_remove(up_worker_t *uw, sl_upconn_t *u)
 {
     idle_list_t *l = &uw->idle[u->server->id];

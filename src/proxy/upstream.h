@@ -120,5 +120,7 @@ typedef struct sl_upstream_stats {
 } sl_upstream_stats_t;
 const sl_upstream_stats_t *sl_upstream_worker_stats(const sl_worker_t *w);
 uint32_t sl_upstream_worker_idle(const sl_worker_t *w);
+/* Idle connections w keeps to the server with that id (another thread may read it). */
+uint32_t sl_upstream_worker_idle_server(const sl_worker_t *w, uint32_t server_id);
 
 #endif

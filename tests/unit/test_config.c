@@ -689,7 +689,7 @@ static void test_duplicate_keys(void **state)
 static void test_not_supported_yet(void **state)
 {
     (void)state;
-    static const char *const top[] = {"cache", "alerts"};
+    static const char *const top[] = {"cache"};
     static const char *const svc[] = {"autoscale"};
     static const char *const route[] = {"cache", "static"};
     char yaml[512], msg[128];
@@ -714,6 +714,136 @@ static void test_not_supported_yet(void **state)
     }
     expect_error("listen:\n  - {address: 0.0.0.0:443, tls: {cert: c.pem, key: k.pem}}\n", 2, 28,
                  "listen[0].tls is not supported in this build yet");
+}
+
+/* alerts: a list of rules, or {defaults, webhook, rules}; expressions checked with their
+ * column; selectors name routes (by name or prefix) and services that exist. */
+static void test_alerts(void **state)
+{
+    (void)state;
+    sl_config_t *cfg = load_ok(SVC "routes:\n  - name: api\n    match: {path_prefix: /api}\n"
+                                   "    service: blog\n  - match: {path_prefix: /}\n"
+                                   "    service: blog\n"
+                                   "alerts:\n"
+                                   "  - {name: ApiErrors, expr: 'error_rate{route=\"api\"} >= 0.05',"
+                                   " for: 30s, window: 2m, severity: critical}\n"
+                                   "  - {name: RootSlow, expr: 'latency_p99{route=\"/\"}<1.5e0'}\n"
+                                   "  - {name: Pool, expr: 'upstream_pool_utilization{service="
+                                   "\"blog\"} > 0.5'}\n"
+                                   "  - {name: HighCPU, enabled: false}\n"
+                                   "  - {name: HighErrorRate, for: 5m}\n");
+    assert_int_equal(cfg->alerts.defaults, 1);
+    assert_null(cfg->alerts.webhook);
+    assert_int_equal(cfg->alerts.nrules, 5);
+    const sl_alert_rule_conf_t *r = cfg->alerts.rules;
+    assert_string_equal(r[0].name, "ApiErrors");
+    assert_int_equal(r[0].e.signal, SL_SIG_ERROR_RATE);
+    assert_int_equal(r[0].e.op, SL_OP_GE);
+    assert_true(r[0].e.threshold == 0.05);
+    assert_int_equal(r[0].e.selector, SL_SEL_ROUTE);
+    assert_string_equal(r[0].e.sel, "api");
+    assert_int_equal(r[0].for_ms, 30000);
+    assert_int_equal(r[0].window_ms, 120000);
+    assert_string_equal(r[0].severity, "critical");
+    assert_int_equal(r[1].e.signal, SL_SIG_LATENCY_P99);
+    assert_int_equal(r[1].e.op, SL_OP_LT);
+    assert_true(r[1].e.threshold == 1.5);
+    assert_int_equal(r[1].for_ms, SL_ALERT_UNSET);
+    assert_int_equal(r[2].e.selector, SL_SEL_SERVICE);
+    assert_int_equal(r[3].enabled, 0);
+    assert_null(r[4].expr);
+    assert_int_equal(r[4].for_ms, 300000);
+    assert_string_equal(cfg->routes[0].name, "api");
+    assert_null(cfg->routes[1].name);
+    sl_config_free(cfg);
+
+    cfg = load_ok("alerts:\n  defaults: false\n  webhook: http://127.0.0.1:9093/api/hook\n"
+                  "  rules:\n    - {name: Busy, expr: request_rate > 100}\n");
+    assert_int_equal(cfg->alerts.defaults, 0);
+    assert_string_equal(cfg->alerts.webhook, "http://127.0.0.1:9093/api/hook");
+    assert_int_equal(cfg->alerts.nrules, 1);
+    sl_config_free(cfg);
+
+    /* the column points into the expression, past its opening quote */
+    expect_error("alerts:\n  - {name: A, expr: 'error_rat > 1'}\n", 2, 22,
+                 "alerts[0].expr: unknown signal (error_rate, request_rate, "
+                 "latency_p50|p95|p99, ratelimited_ratio, cache_hit_ratio, cpu_utilization, "
+                 "memory_utilization, upstream_pool_utilization)");
+    expect_error("alerts:\n  - {name: A, expr: error_rate >> 1}\n", 2, 33,
+                 "alerts[0].expr: expected a number");
+    expect_error("alerts:\n  - {name: A, expr: 'cpu_utilization{route=\"x\"} > 1'}\n", 2, 38,
+                 "alerts[0].expr: this signal takes no selector");
+    expect_error("alerts:\n  - {name: A, expr: error_rate > 0.01 and}\n", 2, 39,
+                 "alerts[0].expr: unexpected text after the number");
+    expect_error("alerts:\n  - {name: A, expr: error_rate = 1}\n", 2, 32,
+                 "alerts[0].expr: expected a comparison: >, >=, < or <=");
+    expect_error(SVC "alerts:\n  - {name: A, expr: 'error_rate{route=\"nope\"} > 1'}\n", 5, 5,
+                 "alert A: no route named \"nope\"");
+    expect_error(SVC "alerts:\n  - {name: A, expr: 'upstream_pool_utilization{service=\"x\"} > "
+                     "1'}\n",
+                 5, 5, "alert A: no service named \"x\"");
+    expect_error("alerts:\n  - {name: Mine}\n", 2, 5,
+                 "alert Mine: needs expr (only a built-in rule's name may leave it out)");
+    expect_error("alerts:\n  - {name: A, expr: error_rate > 1}\n  - {name: A, expr: error_rate "
+                 "> 2}\n",
+                 3, 5, "alert name A is used twice");
+    expect_error("alerts:\n  - {name: A, expr: error_rate > 1, window: 16m}\n", 2, 5,
+                 "alert A: window is at most 15m");
+    expect_error("alerts:\n  webhook: https://alerts.example/x\n", 2, 12,
+                 "alerts.webhook: \"https://alerts.example/x\" must be an http:// URL "
+                 "(http://HOST:PORT/PATH)");
+    expect_error(SVC "routes:\n  - {name: a, match: {path_prefix: /x}, service: blog}\n"
+                     "  - {name: a, match: {path_prefix: /}, service: blog}\n",
+                 6, 5, "route name a is used twice");
+}
+
+/* The expression parser alone: every operator, spacing, numbers, bounds. */
+static void test_alert_expr(void **state)
+{
+    (void)state;
+    sl_alert_expr_t e;
+    char err[200];
+    size_t at;
+    assert_int_equal(sl_alert_expr_parse("  latency_p95 <= 2.5 ", 21, &e, err, sizeof(err), &at),
+                     0);
+    assert_int_equal(e.op, SL_OP_LE);
+    assert_true(e.threshold == 2.5);
+    assert_true(sl_alert_compare(&e, 2.5) && !sl_alert_compare(&e, 2.6));
+    assert_int_equal(sl_alert_expr_parse("error_rate>1e-2", 15, &e, err, sizeof(err), &at), 0);
+    assert_true(e.threshold == 0.01);
+    assert_true(sl_alert_compare(&e, 0.02) && !sl_alert_compare(&e, 0.01));
+    static const char *bad[] = {"",
+                                "error_rate",
+                                "error_rate >",
+                                "error_rate > .",
+                                "error_rate > 1e",
+                                "error_rate > 1e999",
+                                "error_rate{route=\"a\" > 1",
+                                "error_rate{route=a} > 1",
+                                "error_rate{route=\"\"} > 1",
+                                "error_rate{host=\"a\"} > 1",
+                                "error_rate > 1 2",
+                                "error_rate{route=\"a\\\"\"} > 1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        at = 999;
+        assert_int_equal(sl_alert_expr_parse(bad[i], strlen(bad[i]), &e, err, sizeof(err), &at),
+                         -1);
+        assert_true(at <= strlen(bad[i]));
+        assert_true(err[0] != 0);
+    }
+    /* a selector value of 127 bytes is the longest */
+    char buf[300];
+    memset(buf, 0, sizeof(buf));
+    int n = snprintf(buf, sizeof(buf), "error_rate{route=\"%0127d\"} > 1", 0);
+    assert_int_equal(sl_alert_expr_parse(buf, (size_t)n, &e, err, sizeof(err), &at), 0);
+    n = snprintf(buf, sizeof(buf), "error_rate{route=\"%0128d\"} > 1", 0);
+    assert_int_equal(sl_alert_expr_parse(buf, (size_t)n, &e, err, sizeof(err), &at), -1);
+    /* every built-in rule parses */
+    for (size_t i = 0; i < sl_alert_nbuiltins; i++)
+        assert_int_equal(sl_alert_expr_parse(sl_alert_builtins[i].expr,
+                                             strlen(sl_alert_builtins[i].expr), &e, err,
+                                             sizeof(err), &at),
+                         0);
 }
 
 static void test_rate_limit_keys(void **state)
@@ -1124,6 +1254,8 @@ int main(void)
         cmocka_unit_test(test_route_errors),
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_not_supported_yet),
+        cmocka_unit_test(test_alerts),
+        cmocka_unit_test(test_alert_expr),
         cmocka_unit_test(test_balancing_keys),
         cmocka_unit_test(test_rate_limit_keys),
         cmocka_unit_test(test_yaml_syntax_errors),
