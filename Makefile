@@ -5,9 +5,12 @@
 CC       ?= cc
 PKGS     := libuv yaml-0.1 jansson libcrypto hiredis
 # Debian packages the project needs: build, unit tests, fuzzing, integration tests.
+# prometheus: /usr/bin/prometheus and /usr/bin/promtool, for deploy/prometheus/ and its tests;
+# chromium: the status page's test in a headless browser.
 DEB_PKGS := gcc make pkg-config libuv1-dev libyaml-dev libjansson-dev libssl-dev libcmocka-dev clang \
             libclang-rt-14-dev python3-pytest python3-requests python3-h11 curl \
-            libhiredis-dev redis-server
+            libhiredis-dev redis-server \
+            prometheus chromium
 
 ifeq ($(SAN),1)
 BUILD    := build-san
@@ -28,7 +31,7 @@ LDLIBS   += $(PKG_LIBS) -pthread -lm
 LDFLAGS  += $(LDSAN)
 
 LIB_SRC  := $(sort $(shell find src -name '*.c' ! -name main.c))
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/status_page.o
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
@@ -41,6 +44,21 @@ all: $(BUILD)/sluice $(BUILD)/demo-origin
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+# The admin listener's status page: src/ops/status_page.html compiled in as sl_status_page
+# (src/ops/status_page.h). tools/embed, built with the host compiler, writes it as C.
+HOSTCC   ?= cc
+$(BUILD)/tools/embed build-fuzz/tools/embed: tools/embed.c
+	@mkdir -p $(dir $@)
+	$(HOSTCC) -std=c99 -O2 -Wall -Wextra -Werror -o $@ $<
+
+$(BUILD)/gen/status_page.c build-fuzz/gen/status_page.c: %/gen/status_page.c: src/ops/status_page.html %/tools/embed
+	@mkdir -p $(dir $@)
+	$*/tools/embed sl_status_page $< $@ status_page.h
+
+$(BUILD)/obj/gen/status_page.o: $(BUILD)/gen/status_page.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc/ops -c $< -o $@
 
 $(BUILD)/libsluice.a: $(LIB_OBJ)
 	@rm -f $@
@@ -90,10 +108,13 @@ asan:
 
 # libFuzzer targets: every library source rebuilt with clang and coverage.
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer-no-link,address,undefined -DSL_FUZZ=1 $(PKG_CFLAGS)
-FUZZ_OBJ := $(LIB_SRC:%.c=build-fuzz/obj/%.o)
+FUZZ_OBJ := $(LIB_SRC:%.c=build-fuzz/obj/%.o) build-fuzz/obj/gen/status_page.o
 build-fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -c $< -o $@
+build-fuzz/obj/gen/status_page.o: build-fuzz/gen/status_page.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -Isrc/ops -c $< -o $@
 build-fuzz/%: fuzz/%.c $(FUZZ_OBJ)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -pthread -lm
 fuzz: $(FUZZ_BIN)

@@ -134,6 +134,21 @@ void sl_accesslog_append(sl_logbuf_t *b, const char *line, size_t len)
     b->data[b->len++] = '\n';
 }
 
+char *sl_accesslog_reserve_slow(sl_logbuf_t *b, size_t max)
+{
+    if (!b->data) {
+        b->data = malloc(LOGBUF_CAP);
+        if (!b->data)
+            return NULL;
+        b->cap = LOGBUF_CAP;
+    }
+    if (max + 1 > b->cap)
+        return NULL;
+    if (b->cap - b->len < max + 1)
+        sl_accesslog_flush(b);
+    return b->cap - b->len >= max + 1 ? b->data + b->len : NULL;
+}
+
 size_t sl_accesslog_drain(void)
 {
     pthread_mutex_lock(&alog.mu);

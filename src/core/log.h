@@ -35,6 +35,22 @@ typedef struct sl_logbuf {
  * writer when it is full. Drops (and counts) lines when the writer is behind by more
  * than the queue bound, so memory stays bounded. */
 void sl_accesslog_append(sl_logbuf_t *b, const char *line, size_t len);
+
+/* Format in place: room for a line of up to max bytes (max <= 16 KiB) at the end of b,
+ * handing full buffers to the writer first; NULL when out of memory. Then
+ * sl_accesslog_commit with the length written (<= max). */
+char *sl_accesslog_reserve_slow(sl_logbuf_t *b, size_t max);
+static inline char *sl_accesslog_reserve(sl_logbuf_t *b, size_t max)
+{
+    if (b->data && b->cap - b->len >= max + 1)
+        return b->data + b->len;
+    return sl_accesslog_reserve_slow(b, max);
+}
+static inline void sl_accesslog_commit(sl_logbuf_t *b, size_t len)
+{
+    b->data[b->len + len] = '\n';
+    b->len += len + 1;
+}
 /* Hand over whatever is buffered (called on each tick and at exit). */
 void sl_accesslog_flush(sl_logbuf_t *b);
 /* Control thread: write out queued buffers. Returns bytes written. */

@@ -35,9 +35,21 @@ typedef struct sl_worker {
     int draining;          /* stop accepting; close connections as they go idle */
     char date[40];         /* "Date: <IMF-fixdate>" value, refreshed on every tick */
     size_t date_len;
+    int64_t wall_offset_ms; /* wall clock ms - uv_now(loop), refreshed on every tick */
+    uint64_t iso_sec;       /* the second iso holds */
+    char iso[24];           /* "YYYY-MM-DDTHH:MM:SS." of iso_sec (UTC) */
 } sl_worker_t;
 
-/* Refresh w->date from the wall clock. */
+/* Refresh w->date and w->wall_offset_ms from the wall clock. */
 void sl_worker_update_date(sl_worker_t *w);
+
+/* The wall clock in ms from the loop's time (no system call), as of the last tick. */
+static inline uint64_t sl_worker_wall_ms(const sl_worker_t *w)
+{
+    return (uint64_t)((int64_t)uv_now(&w->loop) + w->wall_offset_ms);
+}
+
+/* w->iso for the second of wall_ms (formatted at most once a second). */
+const char *sl_worker_iso(sl_worker_t *w, uint64_t wall_ms);
 
 #endif

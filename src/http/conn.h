@@ -92,7 +92,7 @@ struct sl_conn {
         peer_eof : 1, end_pending : 1;
     uint8_t linger : 1;
     uint64_t requests;
-    char peer[46];               /* client address as text */
+    char peer[48];               /* client address as text (46 + room for whole-word copies) */
     uint8_t peer_len;
     uint64_t peer_hash;          /* sl_hash_bytes(peer): per-client keys cost one hash per connection */
 };

@@ -19,6 +19,7 @@
 #include "../proxy/router.h"
 #include "alerts.h"
 #include "sampler.h"
+#include "status_page.h"
 
 #define API_MAX_BODY (64 * 1024) /* POST bodies beyond this: 413 */
 #define API_MAX_PENDING 64       /* bodies being collected at once; beyond: 503 */
@@ -989,7 +990,7 @@ static void get_status(sl_exchange_t *x)
         (json_int_t)(last ? last->ratelimited : 0), "connections_active",
         (json_int_t)w->conns_active, "services", services ? services : json_array(), "alerts",
         alerts ? alerts : json_array());
-    reply_json(x, 200, j, "Cache-Control: no-store\r\n");
+    reply_json(x, 200, j, NULL); /* send_response says Cache-Control: no-store */
 }
 
 static int path_is(const sl_http_request_t *r, const char *p)
@@ -1020,6 +1021,14 @@ void sl_admin_handle(sl_exchange_t *x)
             method_not_allowed(x, "GET, HEAD");
         else
             get_metrics(x);
+        return;
+    }
+    if (path_is(r, "/")) { /* the status page, fed by /status.json */
+        if (!get)
+            method_not_allowed(x, "GET, HEAD");
+        else
+            send_response(x, 200, "text/html; charset=utf-8", NULL,
+                          sl_status_page, sl_status_page_len, 0);
         return;
     }
     if (path_is(r, "/alerts") || path_is(r, "/status.json")) {

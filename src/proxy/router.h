@@ -24,6 +24,8 @@ typedef struct sl_route {
     char *policy;            /* "RateLimit-Policy: ...\r\n" for 429 answers */
     size_t policy_len;
     int needs_user;          /* some limit keys on the user, or require_auth */
+    char *label_json;        /* sl_route_label, escaped for the access log's JSON */
+    size_t label_json_len;
 } sl_route_t;
 
 /* The start of a limit's RateLimit field, `RateLimit: "name";r=` (at most 80 bytes: names
@@ -50,6 +52,7 @@ typedef struct sl_gateway {
     sl_counter_t *m_auth;      /* jwt_verifications_total{result} */
     sl_counter_t *m_requests;  /* http_requests_total{route,method,status} */
     sl_hist_t *m_duration;     /* http_request_duration_seconds{route} */
+    sl_hist_t *m_upstream;     /* upstream_response_seconds{service,server}, by server id */
 } sl_gateway_t;
 
 /* Build from cfg (owned by g afterwards) for nthreads loop threads, registering the
