@@ -1,9 +1,9 @@
 #!/bin/sh
-# run-demo.sh - what `make run` executes: three demo origins on 127.0.0.1:8001-8003 in the
-# background, then sluice in the foreground with examples/demo.yaml.  Ctrl-C (or SIGTERM)
-# stops sluice, and the origins this script started are stopped by their PIDs on exit.
+# run-demo.sh - what `make run` executes: sluice in the foreground with examples/demo.yaml,
+# from the repository root. sluice itself starts the blog backend's instances
+# (build/demo-origin on 127.0.0.1:8001-8020, 3 to 20 of them) and stops them when it exits.
 # Expects build/sluice and build/demo-origin to be built (`make all`).  BUILD=build-san
-# (or any build directory) runs that build instead.
+# (or any build directory) runs that build's sluice.
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,25 +34,25 @@ for bin in "$ORIGIN" "$SLUICE"; do
     fi
 done
 
-for port in 8001 8002 8003; do
-    "$ORIGIN" --port "$port" --name "blog-$port" &
-    PIDS="$PIDS $!"
-done
-
 cat >&2 <<MSG
 
-sluice demo: three blog origins on 127.0.0.1:8001-8003, sluice on 127.0.0.1:8080.
+sluice demo: sluice on 127.0.0.1:8080 runs the blog backend itself (3 to 20 instances of
+build/demo-origin on 127.0.0.1:8001-8020, scaled on CPU as a Kubernetes HPA would).
 Try, from another terminal:
   curl http://127.0.0.1:8080/api/blog/posts
-  curl http://127.0.0.1:8080/api/blog/posts/2
-  curl -i http://127.0.0.1:8080/health        # X-Origin: shows which origin answered
+  curl -i http://127.0.0.1:8080/health        # X-Origin: shows which instance answered
   curl -d 'Great post!' http://127.0.0.1:8080/api/blog/customer-review
-  curl http://127.0.0.1:9901/metrics          # Prometheus metrics of the gateway
+  open http://127.0.0.1:9901/                 # the status page: traffic, instances, alerts
+  examples/load.sh 60 32                      # 60 s of load from 32 clients: watch the
+                                              # instances grow, then shrink after it stops
+  curl http://127.0.0.1:9901/api/services/blog  # the autoscaler's state and last decision
 Ctrl-C stops everything.
 
 MSG
 
-# Not exec: the EXIT trap must still run to stop the origins when sluice ends.
+# From the repository root: the config's command is ./build/demo-origin.
+cd "$ROOT" || exit 1
+# Not exec: the EXIT trap must still run when sluice ends.
 "$SLUICE" -c "$CONFIG" &
 SLUICE_PID=$!
 PIDS="$PIDS $SLUICE_PID"

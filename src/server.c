@@ -23,6 +23,7 @@
 #include "http/conn.h"
 #include "ops/admin.h"
 #include "ops/alerts.h"
+#include "ops/autoscale.h"
 #include "ops/sampler.h"
 #include "policy/ratelimit_redis.h"
 #include "proxy/discovery.h"
@@ -66,6 +67,7 @@ typedef struct server {
     uint64_t start_time;
     sl_sampler_t *sampler;
     sl_alerts_t *alerts;
+    sl_autoscale_t *autoscale;
     uv_timer_t observe; /* one sample and one alert evaluation a second */
 } server_t;
 
@@ -240,6 +242,7 @@ static void wake_logger(void *arg)
 
 static void control_close(server_t *s)
 {
+    sl_autoscale_stop(s->autoscale); /* the instances go once the last request is done */
     uv_close((uv_handle_t *)&s->observe, NULL);
     sl_alerts_close(s->alerts);
     s->alerts = NULL;
@@ -712,6 +715,15 @@ int sl_server_run(sl_config_t *cfg)
     s->observe.data = s;
     uv_timer_start(&s->observe, observe_cb, 0, 1000);
     s->health = sl_health_start(&ctl->loop, &s->gw.up);
+    int aerr = 0;
+    s->autoscale = sl_autoscale_start(&ctl->loop, &s->gw, s->nworkers, &aerr);
+    if (aerr) {
+        sl_log_error("out of memory for autoscale");
+        return 1;
+    }
+    ctl->autoscale = s->autoscale;
+    if (s->autoscale)
+        sl_metrics_collector(sl_autoscale_collect, s->autoscale);
     s->discovery = sl_discovery_start(&ctl->loop, &s->gw.up);
     char addrs[512] = "";
     size_t off = 0;
@@ -727,6 +739,7 @@ int sl_server_run(sl_config_t *cfg)
         if (s->workers[i].thread)
             pthread_join(s->workers[i].thread, NULL);
     uv_run(&ctl->loop, UV_RUN_DEFAULT);
+    sl_autoscale_kill_all(s->autoscale); /* none may outlive sluice */
     sl_accesslog_drain();
     uv_loop_close(&ctl->loop);
     sl_conn_worker_free(ctl);

@@ -1504,6 +1504,208 @@ static const struct field retry_budget_fields[] = {
 static const struct table retry_budget_table = {TABLE(retry_budget_fields),
                                                 .line_offset = NO_OFFSET};
 
+/* ---- autoscale ---- */
+
+static void parse_as_ports(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                           const char *path, void *base)
+{
+    SL_UNUSED(f);
+    sl_autoscale_conf_t *a = base;
+    const char *s;
+    size_t len;
+    quoted_t q;
+    if (!get_scalar(c, val, path, "a port range such as 8000-8099", &s, &len))
+        return;
+    const char *dash = memchr(s, '-', len);
+    uint64_t lo = 0, hi = 0;
+    int ok = dash && dash > s && dash < s + len - 1;
+    for (const char *p = s; ok && p < dash; p++)
+        ok = *p >= '0' && *p <= '9' && (lo = lo * 10 + (uint64_t)(*p - '0')) <= 65535;
+    for (const char *p = dash ? dash + 1 : s; ok && p < s + len; p++)
+        ok = *p >= '0' && *p <= '9' && (hi = hi * 10 + (uint64_t)(*p - '0')) <= 65535;
+    if (!ok || lo == 0 || hi < lo || hi - lo >= 1024) {
+        report_mark(c, val->start_mark,
+                    "%s: %s is not a port range LOW-HIGH (1..65535, at most 1024 ports)", path,
+                    quote(&q, s, len));
+        return;
+    }
+    a->port_lo = (uint32_t)lo;
+    a->port_hi = (uint32_t)hi;
+}
+
+static void parse_as_target(conf_ctx_t *c, yaml_node_t *val, const char *path,
+                            sl_autoscale_conf_t *a, int metric, double lo, double hi)
+{
+    const char *s;
+    size_t len;
+    quoted_t q;
+    if (!get_scalar(c, val, path, "a number", &s, &len))
+        return;
+    char buf[64];
+    char *end = NULL;
+    double v = -1;
+    if (len < sizeof(buf)) {
+        memcpy(buf, s, len);
+        buf[len] = 0;
+        v = strtod(buf, &end);
+    }
+    if (len >= sizeof(buf) || !end || *end || !(v >= lo && v <= hi)) {
+        report_mark(c, val->start_mark, "%s: %s must be a number from %g to %g", path,
+                    quote(&q, s, len), lo, hi);
+        return;
+    }
+    if (a->metric >= 0 && a->metric != metric) {
+        report_mark(c, val->start_mark,
+                    "%s: give one of target_cpu, target_inflight, target_rps", path);
+        return;
+    }
+    a->metric = metric;
+    a->target = v;
+}
+
+static void parse_as_cpu(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                         const char *path, void *base)
+{
+    SL_UNUSED(f);
+    parse_as_target(c, val, path, base, SL_AS_CPU, 1, 10000);
+}
+
+static void parse_as_inflight(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                              const char *path, void *base)
+{
+    SL_UNUSED(f);
+    parse_as_target(c, val, path, base, SL_AS_INFLIGHT, 0.1, 1e6);
+}
+
+static void parse_as_rps(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                         const char *path, void *base)
+{
+    SL_UNUSED(f);
+    parse_as_target(c, val, path, base, SL_AS_RPS, 0.1, 1e9);
+}
+
+/* env: {NAME: value, ...} -> "NAME=value" strings. */
+static void parse_as_env(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                         const char *path, void *base)
+{
+    SL_UNUSED(f);
+    sl_autoscale_conf_t *a = base;
+    if (!expect_type(c, val, YAML_MAPPING_NODE, path))
+        return;
+    yaml_node_pair_t *pairs = val->data.mapping.pairs.start;
+    size_t n = (size_t)(val->data.mapping.pairs.top - pairs);
+    if (n > 64) {
+        report_mark(c, val->start_mark, "%s: at most 64 variables", path);
+        return;
+    }
+    a->env = calloc(n ? n : 1, sizeof(char *));
+    if (!a->env) {
+        report_oom(c);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *k = node_at(c, pairs[i].key), *v = node_at(c, pairs[i].value);
+        const char *ks, *vs;
+        size_t kl, vl;
+        if (!get_scalar(c, k, path, "a variable name", &ks, &kl) ||
+            !get_scalar(c, v, path, "a value", &vs, &vl) || !check_text(c, v, path, vs, vl))
+            continue;
+        const char *why = check_env_name(ks, kl);
+        if (why) {
+            quoted_t q;
+            report_mark(c, k->start_mark, "%s: %s %s", path, quote(&q, ks, kl), why);
+            continue;
+        }
+        char *e = malloc(kl + vl + 2);
+        if (!e) {
+            report_oom(c);
+            return;
+        }
+        memcpy(e, ks, kl);
+        e[kl] = '=';
+        memcpy(e + kl + 1, vs, vl);
+        e[kl + vl + 1] = 0;
+        a->env[a->nenv++] = e;
+    }
+}
+
+static const struct enum_name as_policy_names[] = {
+    {"pods", SL_AS_PODS, true}, {"percent", SL_AS_PERCENT, true}, {NULL, 0, false}};
+static const struct enum_name as_select_names[] = {{"max", SL_AS_SELECT_MAX, true},
+                                                   {"min", SL_AS_SELECT_MIN, true},
+                                                   {"disabled", SL_AS_SELECT_DISABLED, true},
+                                                   {NULL, 0, false}};
+
+static void as_policy_defaults(void *item)
+{
+    sl_as_policy_conf_t *p = item;
+    p->period_ms = 15000;
+}
+
+static const struct field as_policy_fields[] = {
+    FLD_ENUM("type", sl_as_policy_conf_t, type, as_policy_names),
+    FLD_UINT("value", sl_as_policy_conf_t, value, F_REQUIRED, 1, 10000),
+    FLD_DURATION("period", sl_as_policy_conf_t, period_ms, 1000),
+};
+static const struct table as_policy_table = {TABLE(as_policy_fields),
+                                             .size = sizeof(sl_as_policy_conf_t),
+                                             .init = as_policy_defaults,
+                                             .name_offset = NO_OFFSET,
+                                             .line_offset = offsetof(sl_as_policy_conf_t, line),
+                                             .col_offset = offsetof(sl_as_policy_conf_t, col)};
+
+static const struct field as_behavior_fields[] = {
+    FLD_DURATION("stabilization_window", sl_as_behavior_conf_t, window_ms, 0),
+    FLD_LIST("policies", sl_as_behavior_conf_t, policies, npolicies, &as_policy_table, F_NONEMPTY,
+             SL_AS_MAX_POLICIES),
+    FLD_ENUM("select", sl_as_behavior_conf_t, select, as_select_names),
+};
+static const struct table as_behavior_table = {TABLE(as_behavior_fields),
+                                               .line_offset = NO_OFFSET};
+
+static const struct field autoscale_fields[] = {
+    FLD_STRING("command", sl_autoscale_conf_t, command, F_REQUIRED, check_nonempty),
+    FLD_CUSTOM("ports", F_REQUIRED, parse_as_ports),
+    /* at most 100: one machine's processes (and the HPA history stays exact below 128) */
+    FLD_UINT("min", sl_autoscale_conf_t, min, 0, 0, 100),
+    FLD_UINT("max", sl_autoscale_conf_t, max, 0, 1, 100),
+    FLD_UINT("initial", sl_autoscale_conf_t, initial, 0, 0, 100),
+    FLD_CUSTOM("env", 0, parse_as_env),
+    FLD_STRING("workdir", sl_autoscale_conf_t, workdir, 0, check_nonempty),
+    FLD_CUSTOM("target_cpu", 0, parse_as_cpu),
+    FLD_CUSTOM("target_inflight", 0, parse_as_inflight),
+    FLD_CUSTOM("target_rps", 0, parse_as_rps),
+    FLD_DURATION("sync_period", sl_autoscale_conf_t, sync_period_ms, 1000),
+    FLD_UINT("tolerance_percent", sl_autoscale_conf_t, tolerance_pct, 0, 0, 100),
+    FLD_TABLE("scale_up", offsetof(sl_autoscale_conf_t, up), &as_behavior_table, 0),
+    FLD_TABLE("scale_down", offsetof(sl_autoscale_conf_t, down), &as_behavior_table, 0),
+    FLD_DURATION("drain_timeout", sl_autoscale_conf_t, drain_timeout_ms, 0),
+    FLD_DURATION("stop_grace", sl_autoscale_conf_t, stop_grace_ms, 0),
+};
+static const struct table autoscale_table = {TABLE(autoscale_fields), .line_offset = NO_OFFSET};
+
+static void parse_autoscale(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                            const char *path, void *base)
+{
+    SL_UNUSED(f);
+    sl_service_conf_t *s = base;
+    sl_autoscale_conf_t *a = &s->autoscale;
+    a->enabled = 1;
+    a->metric = -1;
+    a->min = 1;
+    a->max = 10;
+    a->sync_period_ms = 15000;
+    a->tolerance_pct = 10;
+    a->up.window_ms = SL_ALERT_UNSET;
+    a->down.window_ms = SL_ALERT_UNSET;
+    a->drain_timeout_ms = 30000;
+    a->stop_grace_ms = 10000;
+    a->line = (int)c->key->start_mark.line + 1;
+    a->col = (int)c->key->start_mark.column + 1;
+    parse_table(c, val, path, &autoscale_table, a, &c->key->start_mark);
+    a->has_initial = map_get(c, val, "initial", NULL) != NULL;
+}
+
 static const struct field service_fields[] = {
     FLD_ENUM("balance", sl_service_conf_t, balance, balance_names),
     FLD_UINT("keepalive", sl_service_conf_t, keepalive, 0, 0, 10000),
@@ -1513,13 +1715,14 @@ static const struct field service_fields[] = {
     FLD_TABLE("retry_budget", 0, &retry_budget_table, 0),
     FLD_CUSTOM("fail_on_status", 0, parse_fail_status),
     FLD_CUSTOM("hash_key", 0, parse_hash_key),
-    FLD_LIST("servers", sl_service_conf_t, servers, nservers, &server_table,
-             F_REQUIRED | F_NONEMPTY, MAX_ENTRIES),
+    /* required unless autoscale runs the servers: checked in finish_services */
+    FLD_LIST("servers", sl_service_conf_t, servers, nservers, &server_table, F_NONEMPTY,
+             MAX_ENTRIES),
     FLD_LIST("read_servers", sl_service_conf_t, read_servers, nread_servers, &server_table,
              F_NONEMPTY, MAX_ENTRIES),
     FLD_DURATION("read_your_writes", sl_service_conf_t, read_your_writes_ms, 0),
     FLD_CUSTOM("health_check", 0, parse_health_check),
-    FLD_LATER("autoscale"),
+    FLD_CUSTOM("autoscale", 0, parse_autoscale),
 };
 static const struct table service_table = {TABLE(service_fields),
                                            .size = sizeof(sl_service_conf_t),
@@ -1958,6 +2161,52 @@ static void parse_alerts(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
         parse_table(c, val, path, &alerts_table, &cfg->alerts, &c->key->start_mark);
 }
 
+/* A service needs servers unless autoscale runs them; autoscale's bounds agree, and its
+ * instances join only after passing health checks (defaults when none are configured). */
+static void finish_services(conf_ctx_t *c, yaml_node_t *root)
+{
+    sl_config_t *cfg = c->cfg;
+    yaml_node_t *services = map_get(c, root, "services", NULL);
+    for (uint32_t i = 0; i < cfg->nservices; i++) {
+        sl_service_conf_t *s = &cfg->services[i];
+        sl_autoscale_conf_t *a = &s->autoscale;
+        yaml_node_t *node = s->name ? map_get(c, services, s->name, NULL) : NULL;
+        /* (a service that is not a mapping was reported already) */
+        if (node && node->type == YAML_MAPPING_NODE && !map_get(c, node, "servers", NULL) &&
+            !a->enabled)
+            vreport_at(c, s->line, s->col, "services.%s: missing required key \"servers\"",
+                       s->name);
+        if (!a->enabled || !s->name)
+            continue;
+        if (a->min > a->max)
+            vreport_at(c, a->line, a->col, "services.%s.autoscale: min %u is above max %u",
+                       s->name, a->min, a->max);
+        if (a->port_hi && a->max > a->port_hi - a->port_lo + 1)
+            vreport_at(c, a->line, a->col,
+                       "services.%s.autoscale: max %u instances need at least %u ports",
+                       s->name, a->max, a->max);
+        if (a->has_initial && (a->initial < a->min || a->initial > a->max))
+            vreport_at(c, a->line, a->col,
+                       "services.%s.autoscale: initial %u is outside min..max (%u..%u)",
+                       s->name, a->initial, a->min, a->max);
+        if (!a->has_initial)
+            a->initial = a->min;
+        if (a->metric < 0 && a->command)
+            vreport_at(c, a->line, a->col,
+                       "services.%s.autoscale: one of target_cpu, target_inflight, target_rps "
+                       "is required",
+                       s->name);
+        if (!s->health.enabled) {
+            /* readiness: an instance gets traffic after one good check of /health */
+            s->health.enabled = 1;
+            s->health.interval_ms = 1000;
+            s->health.timeout_ms = 1000;
+            s->health.fails = 3;
+            s->health.passes = 1;
+        }
+    }
+}
+
 /* Every rule either has an expr or changes a built-in; selectors name a route (by name or
  * path prefix) or a service that exists; names are unique. */
 static void finish_alerts(conf_ctx_t *c)
@@ -2303,6 +2552,7 @@ static void load_document(conf_ctx_t *c, const char *data, size_t len)
         check_admin_listen(c, root);
         finish_routes(c->cfg);
         finish_limits(c);
+        finish_services(c, root);
         finish_alerts(c);
     }
     c->doc = NULL;
@@ -2465,6 +2715,14 @@ void sl_config_free(sl_config_t *cfg)
         free(cfg->services[i].read_servers);
         free(cfg->services[i].hash_key_name);
         free(cfg->services[i].health.path);
+        sl_autoscale_conf_t *a = &cfg->services[i].autoscale;
+        free(a->command);
+        free(a->workdir);
+        for (uint32_t k = 0; a->env && k < a->nenv; k++)
+            free(a->env[k]);
+        free(a->env);
+        free(a->up.policies);
+        free(a->down.policies);
     }
     free(cfg->services);
     for (uint32_t i = 0; cfg->routes && i < cfg->nroutes; i++) {

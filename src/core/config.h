@@ -53,6 +53,46 @@ typedef struct sl_health_conf {
     uint32_t nexpect;
 } sl_health_conf_t;
 
+/* services.NAME.autoscale: sluice runs the service's backend processes (ops/autoscale.c)
+ * and scales them as the Kubernetes HPA does (ops/hpa.c). */
+enum sl_as_metric { SL_AS_CPU, SL_AS_INFLIGHT, SL_AS_RPS };
+enum sl_as_policy_type { SL_AS_PODS, SL_AS_PERCENT };
+enum sl_as_select { SL_AS_SELECT_MAX, SL_AS_SELECT_MIN, SL_AS_SELECT_DISABLED };
+#define SL_AS_MAX_POLICIES 4
+
+typedef struct sl_as_policy_conf {
+    int type;        /* enum sl_as_policy_type */
+    uint32_t value;
+    uint64_t period_ms;
+    int line, col;
+} sl_as_policy_conf_t;
+
+typedef struct sl_as_behavior_conf {
+    uint64_t window_ms;          /* stabilization_window; SL_ALERT_UNSET: the default */
+    sl_as_policy_conf_t *policies; /* NULL: the defaults */
+    uint32_t npolicies;
+    int select;                  /* enum sl_as_select */
+} sl_as_behavior_conf_t;
+
+typedef struct sl_autoscale_conf {
+    int enabled;
+    char *command;          /* run with /bin/sh -c; {port} is replaced by the instance's port */
+    uint32_t port_lo, port_hi;
+    uint32_t min, max, initial; /* initial: default min */
+    int has_initial;
+    char **env;             /* "NAME=value", nenv of them */
+    uint32_t nenv;
+    char *workdir;
+    int metric;             /* enum sl_as_metric: which target_* was given */
+    double target;          /* percent of a core (cpu), requests in flight or per second */
+    uint64_t sync_period_ms;  /* default 15s */
+    uint32_t tolerance_pct;   /* default 10 */
+    sl_as_behavior_conf_t up, down;
+    uint64_t drain_timeout_ms;  /* default 30s: in-flight requests may finish before SIGTERM */
+    uint64_t stop_grace_ms;     /* default 10s: SIGTERM, then SIGKILL */
+    int line, col;
+} sl_autoscale_conf_t;
+
 typedef struct sl_service_conf {
     char *name;                /* the key under services: */
     int balance;               /* enum sl_balance; default round_robin */
@@ -76,6 +116,7 @@ typedef struct sl_service_conf {
     uint32_t nread_servers;
     uint64_t read_your_writes_ms;   /* 0 = off */
     sl_health_conf_t health;
+    sl_autoscale_conf_t autoscale;
     int line, col;             /* where the service was declared (for later errors) */
 } sl_service_conf_t;
 

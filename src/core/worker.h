@@ -25,6 +25,7 @@ typedef struct sl_worker {
     void *rl_redis;        /* this worker's shared rate-limit connection, or NULL */
     void *sampler;         /* control thread: the samples (ops/sampler.c) */
     void *alerts;          /* control thread: the alert rules (ops/alerts.c) */
+    void *autoscale;       /* control thread: the backend supervisor (ops/autoscale.c), or NULL */
     int nworkers;          /* control thread: serving loops */
     uint64_t conns_active; /* control thread: client connections, refreshed every second */
     uint64_t start_unix_ms;

@@ -18,6 +18,7 @@
 #include "../core/metrics.h"
 #include "../proxy/router.h"
 #include "alerts.h"
+#include "autoscale.h"
 #include "sampler.h"
 #include "status_page.h"
 
@@ -443,11 +444,13 @@ static void get_service(sl_exchange_t *x, const sl_service_t *svc)
         reply_json(x, 503, NULL, NULL);
         return;
     }
-    reply_json(x, 200,
-               json_pack("{s:s,s:s,s:i,s:o,s:o}", "name", svc->conf->name, "balance",
-                         balance_name(svc->conf->balance), "healthy", (int)healthy, "servers", prim,
-                         "read_servers", read),
-               NULL);
+    json_t *j = json_pack("{s:s,s:s,s:i,s:o,s:o}", "name", svc->conf->name, "balance",
+                          balance_name(svc->conf->balance), "healthy", (int)healthy, "servers",
+                          prim, "read_servers", read);
+    json_t *as = j ? sl_autoscale_json(x->conn->w->autoscale, svc) : NULL;
+    if (as)
+        json_object_set_new(j, "autoscale", as);
+    reply_json(x, 200, j, NULL);
 }
 
 static void get_servers(sl_exchange_t *x, const sl_service_t *svc)
@@ -967,11 +970,13 @@ static void get_status(sl_exchange_t *x)
     for (uint32_t i = 0; services && i < gw->up.nservices; i++) {
         const sl_service_t *svc = &gw->up.services[i];
         json_t *servers = json_array();
+        json_t *one = NULL;
         if (pool_json(servers, &svc->primary, 0, now) || pool_json(servers, &svc->read, 1, now) ||
-            json_array_append_new(services,
-                                  json_pack("{s:s,s:s,s:o}", "name", svc->conf->name, "balance",
-                                            balance_name(svc->conf->balance), "servers",
-                                            servers))) {
+            !(one = json_pack("{s:s,s:s,s:o}", "name", svc->conf->name, "balance",
+                              balance_name(svc->conf->balance), "servers", servers)) ||
+            (w->autoscale &&
+             json_object_set_new(one, "autoscale", sl_autoscale_json(w->autoscale, svc))) ||
+            json_array_append_new(services, one)) {
             json_decref(services);
             services = NULL;
         }

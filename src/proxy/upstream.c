@@ -126,6 +126,14 @@ static int expand(const sl_server_conf_t *servers, uint32_t n, sl_server_conf_t 
     return 0;
 }
 
+/* Slots an autoscaled service's primary pool needs beyond its configured servers: one per
+ * port of its range, since an instance always returns to the slot of its port. */
+static uint32_t autoscale_slots(const sl_service_conf_t *sc)
+{
+    const sl_autoscale_conf_t *a = &sc->autoscale;
+    return a->enabled && a->port_hi >= a->port_lo ? a->port_hi - a->port_lo + 1 : 0;
+}
+
 static int pool_build(sl_upstreams_t *u, sl_pool_t *pool, const sl_service_conf_t *sc,
                       const sl_server_conf_t *servers, uint32_t n, int read_pool, int nthreads)
 {
@@ -137,12 +145,12 @@ static int pool_build(sl_upstreams_t *u, sl_pool_t *pool, const sl_service_conf_
     const sl_server_conf_t **origin;
     uint32_t count = 0;
     int rc = expand(servers, n, &list, &origin, &count);
-    if (rc || u->nservers + count + SL_POOL_HEADROOM > u->cap) {
+    if (rc || u->nservers + count + SL_POOL_HEADROOM + autoscale_slots(sc) > u->cap) {
         free(list);
         free(origin);
         return rc ? rc : SL_ENOMEM;
     }
-    pool->cap = count + SL_POOL_HEADROOM;
+    pool->cap = count + SL_POOL_HEADROOM + (read_pool ? 0 : autoscale_slots(sc));
     pool->slots = calloc(pool->cap, sizeof(sl_server_t));
     if (!pool->slots || !pool->ops) {
         free(list);
@@ -170,7 +178,7 @@ int sl_upstreams_build(sl_upstreams_t *u, const sl_config_t *cfg, int nthreads)
      * to (bounded), and the run-time headroom. */
     uint32_t cap = 0;
     for (uint32_t i = 0; i < cfg->nservices; i++)
-        cap += 2 * SL_POOL_HEADROOM +
+        cap += 2 * SL_POOL_HEADROOM + autoscale_slots(&cfg->services[i]) +
                (cfg->services[i].nservers + cfg->services[i].nread_servers) * SL_MAX_RESOLVED;
     u->cap = cap;
     u->servers = calloc(cap ? cap : 1, sizeof(sl_server_t *));
@@ -287,7 +295,7 @@ int sl_upstreams_add(sl_upstreams_t *u, sl_service_t *svc, int read_pool,
         return -17;
     if (!pool->slots) {
         /* A read pool the configuration did not have: create it now. */
-        pool->cap = SL_POOL_HEADROOM;
+        pool->cap = SL_POOL_HEADROOM + (read_pool ? 0 : autoscale_slots(svc->conf));
         pool->nthreads = svc->primary.nthreads;
         pool->ops = svc->primary.ops;
         pool->slots = calloc(pool->cap, sizeof(sl_server_t));
@@ -310,6 +318,26 @@ int sl_upstreams_add(sl_upstreams_t *u, sl_service_t *svc, int read_pool,
     if (out)
         *out = s;
     return 0;
+}
+
+sl_server_t *sl_upstreams_revive(sl_service_t *svc, const char *addr)
+{
+    sl_pool_t *pool = &svc->primary;
+    for (uint32_t i = 0; pool->slots && i < pool->n; i++) {
+        sl_server_t *s = &pool->slots[i];
+        if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != SL_SRV_REMOVED ||
+            strcmp(s->conf.addr.text, addr) != 0)
+            continue;
+        __atomic_store_n(&s->fails, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->down_until_ms, 0, __ATOMIC_RELAXED);
+        s->hc_ok = s->hc_fail = 0;
+        sl_server_set_state(s, svc->conf->health.enabled ? SL_SRV_CHECKING : SL_SRV_UP,
+                            "instance restarted");
+        if (pool->ops->changed)
+            pool->ops->changed(pool);
+        return s;
+    }
+    return NULL;
 }
 
 int sl_server_drain(sl_server_t *s)

@@ -36,6 +36,10 @@ sl_service_t *sl_upstreams_find(sl_upstreams_t *u, const char *name, size_t len)
  * and not removed). */
 int sl_upstreams_add(sl_upstreams_t *u, sl_service_t *svc, int read_pool,
                      const sl_server_conf_t *conf, sl_server_t **out);
+/* Bring back svc's REMOVED primary server with this address (an autoscaled instance
+ * started again on its port): counters of passive health reset, state CHECKING (health
+ * checks on) or UP. NULL when there is none. Control thread only. */
+sl_server_t *sl_upstreams_revive(sl_service_t *svc, const char *addr);
 /* Find a live (not REMOVED) server of svc by its address text ("127.0.0.1:8001"). */
 sl_server_t *sl_upstreams_find_server(sl_service_t *svc, const char *addr, size_t len);
 /* Start draining s: no new requests from now on; it becomes REMOVED once its in-flight

@@ -18,7 +18,8 @@ enum sl_server_state {
     SL_SRV_UP = 0,      /* takes requests (unless passively down: see down_until_ms) */
     SL_SRV_CHECKING,    /* active health: needs `passes` good checks first (new, or failed) */
     SL_SRV_DRAINING,    /* removed (API, DNS): no new requests; REMOVED at in-flight 0 */
-    SL_SRV_REMOVED,     /* gone; its slot is never reused */
+    SL_SRV_REMOVED,     /* gone; its slot is reused only by the same address coming back
+                         * (an autoscaled instance restarted on its port: sl_upstreams_revive) */
 };
 
 typedef struct sl_server {

@@ -690,7 +690,6 @@ static void test_not_supported_yet(void **state)
 {
     (void)state;
     static const char *const top[] = {"cache"};
-    static const char *const svc[] = {"autoscale"};
     static const char *const route[] = {"cache", "static"};
     char yaml[512], msg[128];
 
@@ -698,12 +697,6 @@ static void test_not_supported_yet(void **state)
         snprintf(yaml, sizeof(yaml), "workers: 1\n%s: {x: 1}\n", top[i]);
         snprintf(msg, sizeof(msg), "%s is not supported in this build yet", top[i]);
         expect_error(yaml, 2, 1, msg);
-    }
-    for (size_t i = 0; i < sizeof(svc) / sizeof(svc[0]); i++) {
-        snprintf(yaml, sizeof(yaml),
-                 "services:\n  blog:\n    servers: [{address: 1.2.3.4:80}]\n    %s: 1\n", svc[i]);
-        snprintf(msg, sizeof(msg), "services.blog.%s is not supported in this build yet", svc[i]);
-        expect_error(yaml, 4, 5, msg);
     }
     for (size_t i = 0; i < sizeof(route) / sizeof(route[0]); i++) {
         snprintf(yaml, sizeof(yaml),
@@ -795,6 +788,83 @@ static void test_alerts(void **state)
     expect_error(SVC "routes:\n  - {name: a, match: {path_prefix: /x}, service: blog}\n"
                      "  - {name: a, match: {path_prefix: /}, service: blog}\n",
                  6, 5, "route name a is used twice");
+}
+
+/* autoscale: servers become optional, every key parses, bounds agree, health checks get
+ * defaults; errors name the key. */
+static void test_autoscale(void **state)
+{
+    (void)state;
+    sl_config_t *cfg = load_ok("services:\n  app:\n    autoscale:\n"
+                               "      command: ./app --port {port}\n"
+                               "      ports: 9000-9009\n      min: 2\n      max: 5\n"
+                               "      target_cpu: 70\n      sync_period: 5s\n"
+                               "      tolerance_percent: 5\n"
+                               "      env: {MODE: prod, LEVEL: '3'}\n      workdir: /tmp\n"
+                               "      scale_up: {stabilization_window: 10s, policies: [{type: "
+                               "pods, value: 2, period: 30s}], select: min}\n"
+                               "      scale_down: {stabilization_window: 1m}\n"
+                               "      drain_timeout: 5s\n      stop_grace: 2s\n");
+    const sl_service_conf_t *s = &cfg->services[0];
+    const sl_autoscale_conf_t *a = &s->autoscale;
+    assert_int_equal(s->nservers, 0);
+    assert_int_equal(a->enabled, 1);
+    assert_string_equal(a->command, "./app --port {port}");
+    assert_int_equal(a->port_lo, 9000);
+    assert_int_equal(a->port_hi, 9009);
+    assert_int_equal(a->min, 2);
+    assert_int_equal(a->max, 5);
+    assert_int_equal(a->initial, 2); /* defaults to min */
+    assert_int_equal(a->metric, SL_AS_CPU);
+    assert_true(a->target == 70);
+    assert_int_equal(a->sync_period_ms, 5000);
+    assert_int_equal(a->tolerance_pct, 5);
+    assert_int_equal(a->nenv, 2);
+    assert_string_equal(a->env[0], "MODE=prod");
+    assert_string_equal(a->env[1], "LEVEL=3");
+    assert_int_equal(a->up.window_ms, 10000);
+    assert_int_equal(a->up.npolicies, 1);
+    assert_int_equal(a->up.policies[0].type, SL_AS_PODS);
+    assert_int_equal(a->up.policies[0].value, 2);
+    assert_int_equal(a->up.policies[0].period_ms, 30000);
+    assert_int_equal(a->up.select, SL_AS_SELECT_MIN);
+    assert_int_equal(a->down.window_ms, 60000);
+    assert_null(a->down.policies);
+    assert_int_equal(a->drain_timeout_ms, 5000);
+    assert_int_equal(a->stop_grace_ms, 2000);
+    assert_int_equal(s->health.enabled, 1); /* readiness: defaults added */
+    assert_int_equal(s->health.passes, 1);
+    sl_config_free(cfg);
+
+    cfg = load_ok("services:\n  app:\n    autoscale: {command: x, ports: 1-2, max: 2, "
+                  "target_inflight: 4, initial: 2}\n");
+    assert_int_equal(cfg->services[0].autoscale.metric, SL_AS_INFLIGHT);
+    assert_int_equal(cfg->services[0].autoscale.initial, 2);
+    sl_config_free(cfg);
+
+    expect_error("services:\n  app:\n    autoscale: {command: x, ports: 9000-9001, max: 2}\n", 3, 5,
+                 "services.app.autoscale: one of target_cpu, target_inflight, target_rps is "
+                 "required");
+    expect_error("services:\n  app:\n    autoscale: {command: x, ports: 9001-9000, "
+                 "target_rps: 5}\n",
+                 3, 36,
+                 "services.app.autoscale.ports: \"9001-9000\" is not a port range LOW-HIGH "
+                 "(1..65535, at most 1024 ports)");
+    expect_error("services:\n  app:\n    autoscale: {command: x, ports: 9000-9001, max: 3, "
+                 "target_rps: 5}\n",
+                 3, 5, "services.app.autoscale: max 3 instances need at least 3 ports");
+    expect_error("services:\n  app:\n    autoscale: {command: x, ports: 9000-9009, min: 4, max: "
+                 "3, target_rps: 5}\n",
+                 3, 5, "services.app.autoscale: min 4 is above max 3");
+    expect_error("services:\n  app:\n    autoscale: {command: x, ports: 9000-9009, initial: 9, "
+                 "max: 3, target_rps: 5}\n",
+                 3, 5, "services.app.autoscale: initial 9 is outside min..max (1..3)");
+    expect_error("services:\n  app:\n    autoscale: {command: x, ports: 9000-9009, target_cpu: "
+                 "70, target_rps: 5}\n",
+                 3, 75, "services.app.autoscale.target_rps: give one of target_cpu, "
+                 "target_inflight, target_rps");
+    expect_error("services:\n  app:\n    autoscale: {ports: 9000-9009, target_cpu: 70}\n", 3, 5,
+                 "services.app.autoscale: missing required key \"command\"");
 }
 
 /* The expression parser alone: every operator, spacing, numbers, bounds. */
@@ -1255,6 +1325,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_not_supported_yet),
         cmocka_unit_test(test_alerts),
+        cmocka_unit_test(test_autoscale),
         cmocka_unit_test(test_alert_expr),
         cmocka_unit_test(test_balancing_keys),
         cmocka_unit_test(test_rate_limit_keys),

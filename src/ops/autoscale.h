@@ -1,0 +1,40 @@
+/* autoscale.h - sluice runs and scales the backend processes of services with an
+ * `autoscale:` block, on one machine, as Kubernetes' HPA scales pods (ops/hpa.c decides).
+ * Owns: the instances (libuv process handles on the control thread), their ports, their
+ * lifecycle (starting -> ready after health checks -> draining -> stopping -> gone), crash
+ * replacement with backoff, the per-instance signals (CPU from /proc, in-flight and req/s
+ * from the gateway's own counts), the decisions and their log lines, the metrics and the
+ * JSON the API and the status page show. An instance gets traffic only once the service's
+ * health checks pass; one scaled down is drained first, then sent SIGTERM, then SIGKILL
+ * after stop_grace. Instances are started through `setpriv --pdeathsig SIGKILL` in their
+ * own session, so none outlives sluice, even when sluice itself is killed. Control thread
+ * only. */
+#ifndef SL_AUTOSCALE_H
+#define SL_AUTOSCALE_H
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "../core/metrics.h"
+#include "../proxy/router.h"
+
+typedef struct sl_autoscale sl_autoscale_t;
+
+/* Start the configured instances of every autoscaled service of g. NULL when no service
+ * autoscales (nothing to do) or out of memory (*err set). */
+sl_autoscale_t *sl_autoscale_start(uv_loop_t *loop, sl_gateway_t *g, int nworkers, int *err);
+
+/* Stop every instance (SIGTERM, then SIGKILL after stop_grace) and free once they are gone
+ * (run the loop after). Safe with NULL. */
+void sl_autoscale_stop(sl_autoscale_t *as);
+
+/* Last resort at exit: SIGKILL every instance still alive (their process groups). */
+void sl_autoscale_kill_all(sl_autoscale_t *as);
+
+/* The state of service svc (NULL when it does not autoscale), for the API and status page. */
+json_t *sl_autoscale_json(const sl_autoscale_t *as, const sl_service_t *svc);
+
+/* autoscale_* metrics. */
+void sl_autoscale_collect(sl_textbuf_t *t, void *arg);
+
+#endif
