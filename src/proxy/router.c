@@ -647,8 +647,13 @@ static void redis_decided(void *arg, int result)
     if (answered)
         return;
     x->route = (int)rs->rt->index;
+    /* The proxy may answer at once (503: no server up) and so free x, or a pipelined
+     * request may already reuse its memory: resume only the exchange we paused. */
+    sl_conn_t *c = x->conn;
+    uint64_t gen = c->requests;
     sl_proxy_start(x, rs->rt->service);
-    sl_conn_resume(x); /* the body was held while the decision was out */
+    if (c->x == x && c->requests == gen)
+        sl_conn_resume(x); /* the body was held while the decision was out */
 }
 
 /* Identity, require_auth and rate limits for a routed request. Returns 1 when the

@@ -106,3 +106,29 @@ def test_fail_closed_answers_503(start_origin, start_sluice, redis):
     rp.stop()
     r = request(sl.port, "GET", "/echo")
     assert r.status == 503 and r.json()["status"] == 503
+
+
+def test_answer_right_after_shared_decision(start_origin, start_sluice, redis):
+    """The proxy may answer at once after a Redis decision (503: every server still
+    `checking`): sluice must not touch the freed exchange (it crashed doing so once), with
+    and without a request body, on keep-alive connections with pipelined requests."""
+    o = start_origin()
+    _, rport = redis()
+    cfg = limited_cfg(o, rport, rate="1000/minute", timeout="2s")
+    # the check fails (the origin answers /status/500 with 500): the server stays
+    # `checking`, so every answer is 503
+    cfg["services"]["s"]["health_check"] = {"path": "/status/500", "interval": "100ms"}
+    sl = start_sluice(cfg)
+    wait_connected(sl)
+    for _ in range(10):  # a body not read yet when the answer goes: the connection closes
+        r = request(sl.port, "POST", "/echo", body=b"x" * 3000)
+        assert r.status == 503
+    with HttpConn(sl.port) as c:
+        for _ in range(20):
+            assert c.request("GET", "/echo").status == 503
+        # pipelined: both heads in one write
+        c.send(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert c.read_response().status == 503
+        assert c.read_response().status == 503
+    assert sl.proc.alive()
+    assert request(sl.port, "GET", "/echo").status == 503
