@@ -306,11 +306,46 @@ int sl_upstreams_add(sl_upstreams_t *u, sl_service_t *svc, int read_pool,
             return SL_ENOMEM;
         }
     }
-    if (pool->n >= pool->cap || u->nservers >= u->cap)
-        return SL_EINVAL;
-    sl_server_t *s =
-        slot_init(u, pool, conf, read_pool, svc->conf->health.enabled ? SL_SRV_CHECKING : SL_SRV_UP);
-    __atomic_store_n(&pool->n, pool->n + 1, __ATOMIC_RELEASE);
+    uint32_t state = svc->conf->health.enabled ? SL_SRV_CHECKING : SL_SRV_UP;
+    sl_server_t *s = NULL;
+    if (pool->n >= pool->cap || u->nservers >= u->cap) {
+        /* Full: take the slot of a server removed long enough ago that no worker can still
+         * be using it (nothing is in flight on a REMOVED server; its kept-alive
+         * connections are of the old generation and get closed, not reused). */
+        uint64_t now = uv_hrtime() / 1000000;
+        for (uint32_t i = 0; i < pool->n && !s; i++) {
+            sl_server_t *r = &pool->slots[i];
+            if (__atomic_load_n(&r->state, __ATOMIC_ACQUIRE) == SL_SRV_REMOVED &&
+                now - r->removed_ms >= SL_SLOT_QUIET_MS)
+                s = r;
+        }
+        if (!s)
+            return SL_EINVAL;
+        sl_log_info("upstream %s: takes the slot of removed %s", conf->addr.text,
+                    s->conf.addr.text);
+        /* Field by field, state last: workers read state (acquire) before anything else of a
+         * slot and skip a REMOVED one, so they never see it half rewritten. */
+        s->conf = *conf;
+        s->origin = NULL;
+        s->read_pool = (uint32_t)read_pool;
+        __atomic_store_n(&s->fails, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->window_start_ms, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->down_until_ms, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->trial, 0, __ATOMIC_RELAXED);
+        s->hc_ok = s->hc_fail = 0;
+        __atomic_store_n(&s->hc_checks, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->hc_failed, 0, __ATOMIC_RELAXED);
+        s->hc_last_status = 0;
+        __atomic_store_n(&s->requests, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->failures, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->transitions, 0, __ATOMIC_RELAXED);
+        s->removed_ms = 0;
+        __atomic_store_n(&s->gen, s->gen + 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&s->state, state, __ATOMIC_RELEASE);
+    } else {
+        s = slot_init(u, pool, conf, read_pool, state);
+        __atomic_store_n(&pool->n, pool->n + 1, __ATOMIC_RELEASE);
+    }
     if (pool->ops->changed)
         pool->ops->changed(pool);
     sl_log_info("upstream %s: added to service %s (%s pool, %s)", s->conf.addr.text,
@@ -360,6 +395,7 @@ static int pool_tick(sl_pool_t *p)
         if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == SL_SRV_DRAINING &&
             __atomic_load_n(&s->inflight, __ATOMIC_ACQUIRE) == 0) {
             sl_server_set_state(s, SL_SRV_REMOVED, "drained: no requests in flight");
+            s->removed_ms = uv_hrtime() / 1000000;
             removed++;
         }
     }
@@ -501,6 +537,7 @@ sl_upconn_t *sl_upconn_connect(sl_worker_t *w, sl_server_t *s, uint64_t timeout_
         return NULL;
     u->w = w;
     u->server = s;
+    u->gen = __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE);
     u->owner = owner;
     u->on_connect = cb;
     *err = uv_tcp_init(&w->loop, &u->tcp);
@@ -549,7 +586,11 @@ static void idle_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 sl_upconn_t *sl_upconn_take_idle(sl_worker_t *w, sl_server_t *s)
 {
     up_worker_t *uw = w->proxy;
-    sl_upconn_t *u = uw->idle[s->id].head;
+    uint32_t gen = __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE);
+    sl_upconn_t *u;
+    /* connections to the address the slot had before it was reused are useless */
+    while ((u = uw->idle[s->id].head) != NULL && u->gen != gen)
+        sl_upconn_close(u); /* takes it off the idle list */
     if (!u)
         return NULL;
     idle_remove(uw, u);
@@ -562,7 +603,8 @@ sl_upconn_t *sl_upconn_take_idle(sl_worker_t *w, sl_server_t *s)
 void sl_upconn_release(sl_upconn_t *u, int reusable, uint32_t max_idle)
 {
     up_worker_t *uw = u->w->proxy;
-    if (!reusable || max_idle == 0 || u->w->draining || u->state != SL_UP_ACTIVE) {
+    if (!reusable || max_idle == 0 || u->w->draining || u->state != SL_UP_ACTIVE ||
+        u->gen != __atomic_load_n(&u->server->gen, __ATOMIC_ACQUIRE)) {
         sl_upconn_close(u);
         return;
     }

@@ -72,6 +72,7 @@ struct sl_upconn {
     sl_upconn_cb on_connect;       /* status 0 or a libuv error */
     void (*on_timeout)(sl_upconn_t *u);
     uint32_t requests;             /* requests sent on this connection */
+    uint32_t gen;                  /* server->gen when it connected */
     uint8_t state;
     uint8_t reading;
 };

@@ -13,13 +13,16 @@
 #define SL_POOL_HEADROOM 64 /* slots per pool for servers added at run time */
 #define SL_MAX_TRIES 12     /* servers one request may try (1 + retries, bounded) */
 #define SL_MAX_RESOLVED 16  /* addresses one configured name may give at start-up */
+#define SL_SLOT_QUIET_MS 2000 /* a REMOVED slot this long is reusable for another address */
 
 enum sl_server_state {
     SL_SRV_UP = 0,      /* takes requests (unless passively down: see down_until_ms) */
     SL_SRV_CHECKING,    /* active health: needs `passes` good checks first (new, or failed) */
     SL_SRV_DRAINING,    /* removed (API, DNS): no new requests; REMOVED at in-flight 0 */
-    SL_SRV_REMOVED,     /* gone; its slot is reused only by the same address coming back
-                         * (an autoscaled instance restarted on its port: sl_upstreams_revive) */
+    SL_SRV_REMOVED,     /* gone; its slot is reused by the same address coming back (an
+                         * autoscaled instance restarted on its port: sl_upstreams_revive),
+                         * or, once quiet for SL_SLOT_QUIET_MS, by any new server when the
+                         * pool is full (DNS following pods that get new addresses) */
 };
 
 typedef struct sl_server {
@@ -45,6 +48,9 @@ typedef struct sl_server {
     uint64_t warns_dropped;  /* atomic: warnings not logged since (rate limit) */
     /* counters for the API and metrics (atomic) */
     uint64_t requests, failures, transitions;
+    uint32_t gen;            /* atomic: +1 each time the slot takes another address; a
+                              * kept-alive connection of an older generation is closed */
+    uint64_t removed_ms;     /* control thread: when it became REMOVED (monotonic ms) */
 } sl_server_t;
 
 struct sl_balancer_ops;

@@ -128,3 +128,47 @@ def test_unresolvable_name_without_resolve_fails_start(tmp_path):
                        timeout=30)
     assert r.returncode != 0
     assert "no-such-host.invalid:80: cannot resolve" in r.stderr
+
+
+def test_many_successive_addresses_reuse_removed_slots(procs, tmp_path):
+    """Pods replaced again and again get new addresses: a pool has 64 spare slots, so past
+    64 new addresses the slots of servers removed a while ago are reused (their kept-alive
+    connections closed, not reused). 80 successive addresses: requests keep succeeding."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("")
+    write_hosts(hosts, ["127.0.1.1"])
+    oport = free_port()
+    # one origin on every 127.x address
+    start_origin_at(procs, tmp_path, "0.0.0.0", oport, "any")
+    port, admin = free_port(), free_port()
+    cfg = {"listen": ["127.0.0.1:%d" % port], "workers": 2,
+           "admin": {"listen": "127.0.0.1:%d" % admin},
+           "limits": {"shutdown_timeout": "2s"},
+           "services": {"s": {"keepalive": 4, "retries": 1, "servers": [
+               {"address": "%s:%d" % (NAME, oport), "resolve": "100ms"}]}},
+           "routes": [{"match": {"path_prefix": "/"}, "service": "s"}]}
+    path = tmp_path / "sluice.yaml"
+    path.write_text(to_yaml(cfg) + "\n")
+    p = procs.add(Proc(["unshare", "-m", "sh", "-c",
+                        'mount --bind "$0" /etc/hosts && exec "$1" -c "$2"',
+                        str(hosts), str(SLUICE_BIN), str(path)],
+                       tmp_path / "sluice.log"))
+    assert wait_listening(p, port, 10 * SLOW), p.log()
+    p.check_exit = True
+    bad = []
+    with HttpConn(port) as c:
+        for i in range(2, 82):
+            write_hosts(hosts, ["127.0.1.%d" % i])
+            end = time.time() + 0.15 * SLOW
+            while time.time() < end:
+                r = c.request("GET", "/echo")
+                if r.status != 200:
+                    bad.append((i, r.status))
+                time.sleep(0.01)
+    # the last address is reachable through sluice
+    wait_for(lambda: "127.0.1.81:%d: added" % oport in p.log(), 5 * SLOW, what="last added")
+    assert request(port, "GET", "/echo").status == 200
+    assert not bad, bad[:10]
+    log = p.log()
+    assert "takes the slot of removed" in log
+    assert "pool full" not in log
