@@ -1765,6 +1765,19 @@ static const char *check_policy_name(const char *s, size_t len)
     return NULL;
 }
 
+/* A Redis key prefix: printable, no spaces (keys are sent as bulk strings, but a prefix
+ * with spaces or quotes is a mistake waiting in redis-cli). ':' is Redis's usual
+ * separator, as in the default "sluice:". */
+static const char *check_key_prefix(const char *s, size_t len)
+{
+    if (len > 64)
+        return "must be at most 64 characters";
+    for (size_t i = 0; i < len; i++)
+        if (s[i] <= ' ' || s[i] == 0x7f || s[i] == '"' || s[i] == '\\')
+            return "may not contain spaces, quotes, backslashes or control characters";
+    return NULL;
+}
+
 /* true/false (also yes/no, on/off as YAML 1.1 writers produce). */
 static void parse_bool_at(conf_ctx_t *c, yaml_node_t *val, const char *path, int *out)
 {
@@ -1981,7 +1994,7 @@ static const struct field redis_fields[] = {
     FLD_ADDR("address", sl_redis_conf_t, addr, F_REQUIRED),
     FLD_ENUM("on_failure", sl_redis_conf_t, on_failure, on_failure_names),
     FLD_DURATION("timeout", sl_redis_conf_t, timeout_ms, 1),
-    FLD_STRING("key_prefix", sl_redis_conf_t, key_prefix, 0, check_policy_name),
+    FLD_STRING("key_prefix", sl_redis_conf_t, key_prefix, 0, check_key_prefix),
 };
 static const struct table redis_table = {TABLE(redis_fields), .line_offset = NO_OFFSET};
 

@@ -980,6 +980,12 @@ static void test_rate_limit_keys(void **state)
     assert_false(cfg->redis.enabled);
     assert_int_equal(cfg->redis.timeout_ms, 20);
     sl_config_free(cfg);
+    cfg = load_ok("redis: {address: 127.0.0.1:6379, key_prefix: 'sluice:rl:'}\n");
+    assert_string_equal(cfg->redis.key_prefix, "sluice:rl:"); /* ':' as Redis keys use it */
+    sl_config_free(cfg);
+    expect_error("redis: {address: 127.0.0.1:6379, key_prefix: 'a b'}\n", 1, 46,
+                 "redis.key_prefix: \"a b\" may not contain spaces, quotes, backslashes or "
+                 "control characters");
     expect_error("redis: {address: 127.0.0.1:6379, on_failure: maybe}\n", 1, 46,
                  "redis.on_failure: unknown value \"maybe\" (expected fail_open, fail_closed)");
     expect_error("rate_limits:\n  - {key: ip, rate: 5/hr}\n", 2, 21,
