@@ -243,6 +243,8 @@ static void wake_logger(void *arg)
 static void control_close(server_t *s)
 {
     sl_autoscale_stop(s->autoscale); /* the instances go once the last request is done */
+    s->autoscale = NULL;
+    s->control.autoscale = NULL;
     uv_close((uv_handle_t *)&s->observe, NULL);
     sl_alerts_close(s->alerts);
     s->alerts = NULL;
@@ -739,7 +741,6 @@ int sl_server_run(sl_config_t *cfg)
         if (s->workers[i].thread)
             pthread_join(s->workers[i].thread, NULL);
     uv_run(&ctl->loop, UV_RUN_DEFAULT);
-    sl_autoscale_kill_all(s->autoscale); /* none may outlive sluice */
     sl_accesslog_drain();
     uv_loop_close(&ctl->loop);
     sl_conn_worker_free(ctl);

@@ -133,14 +133,35 @@ static uint64_t proc_ticks(int pid, int *ok)
 
 static void proc_exited(uv_process_t *p, int64_t status, int sig);
 
+static void as_free(sl_autoscale_t *as)
+{
+    for (uint32_t i = 0; i < as->nsvcs; i++)
+        free(as->svcs[i].inst);
+    free(as->svcs);
+    free(as);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    as_free(h->data); /* the last handle: every process handle closed before it */
+}
+
+/* Stopping and every instance gone: close the tick, which frees the rest. */
+static void maybe_finish(sl_autoscale_t *as)
+{
+    if (as->stopping && as->handles == 0 && as->timer_open) {
+        as->timer_open = 0;
+        uv_close((uv_handle_t *)&as->tick, on_timer_closed);
+    }
+}
+
 static void on_proc_closed(uv_handle_t *h)
 {
     inst_t *in = h->data;
     sl_autoscale_t *as = in->owner->as;
     in->handle_open = 0;
     as->handles--;
-    if (as->stopping && as->handles == 0 && as->timer_open)
-        uv_close((uv_handle_t *)&as->tick, NULL), as->timer_open = 0;
+    maybe_finish(as);
 }
 
 static void record_crash(asvc_t *s, uint64_t now)
@@ -584,7 +605,7 @@ sl_autoscale_t *sl_autoscale_start(uv_loop_t *loop, sl_gateway_t *g, int nworker
         s->inst = calloc(s->ninst, sizeof(inst_t));
         if (!s->inst) {
             *err = SL_ENOMEM;
-            sl_autoscale_stop(as);
+            as_free(as); /* no handle exists yet */
             return NULL;
         }
         for (uint32_t k = 0; k < s->ninst; k++) {
@@ -624,19 +645,9 @@ void sl_autoscale_stop(sl_autoscale_t *as)
             }
         }
     }
-    if (as->handles == 0 && as->timer_open) {
-        uv_close((uv_handle_t *)&as->tick, NULL);
-        as->timer_open = 0;
-    }
-    /* otherwise the tick goes on sending SIGKILL after stop_grace until every instance is
-     * gone; the last handle closed closes the timer */
-}
-
-void sl_autoscale_kill_all(sl_autoscale_t *as)
-{
-    for (uint32_t i = 0; as && i < as->nsvcs; i++)
-        for (uint32_t k = 0; as->svcs[i].inst && k < as->svcs[i].ninst; k++)
-            signal_group(&as->svcs[i].inst[k], SIGKILL);
+    /* Until every instance is gone the tick goes on (SIGKILL after stop_grace); the last
+     * process handle closed closes the tick, and its close frees everything. */
+    maybe_finish(as);
 }
 
 /* ---- visibility ---- */

@@ -24,12 +24,10 @@ typedef struct sl_autoscale sl_autoscale_t;
  * autoscales (nothing to do) or out of memory (*err set). */
 sl_autoscale_t *sl_autoscale_start(uv_loop_t *loop, sl_gateway_t *g, int nworkers, int *err);
 
-/* Stop every instance (SIGTERM, then SIGKILL after stop_grace) and free once they are gone
- * (run the loop after). Safe with NULL. */
+/* Stop every instance (SIGTERM, then SIGKILL after stop_grace) and free everything once
+ * they are gone: the loop keeps running until then, since their process handles are open.
+ * as must not be used after this call. Safe with NULL. */
 void sl_autoscale_stop(sl_autoscale_t *as);
-
-/* Last resort at exit: SIGKILL every instance still alive (their process groups). */
-void sl_autoscale_kill_all(sl_autoscale_t *as);
 
 /* The state of service svc (NULL when it does not autoscale), for the API and status page. */
 json_t *sl_autoscale_json(const sl_autoscale_t *as, const sl_service_t *svc);

@@ -274,7 +274,8 @@ static char *put_json(char *o, const char *s, size_t n)
             break;
         i++;
     }
-    memcpy(o, s, i);
+    if (i) /* s may be NULL when n is 0 (a request refused before its target was read) */
+        memcpy(o, s, i);
     o += i;
     for (; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
