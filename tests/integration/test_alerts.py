@@ -200,7 +200,7 @@ def test_status_json(start_origin, start_sluice):
     for k in ("rps", "p50_ms", "p95_ms", "p99_ms", "status_2xx", "status_3xx", "status_4xx",
               "status_5xx", "ratelimited", "cache_hit_ratio"):
         assert len(ser[k]) == n, k
-    assert sum(ser["status_2xx"]) >= 50 * 0.99  # per-second rates over 1 s steps
+    assert sum(ser["status_2xx"]) >= 50 * 0.95  # per-second rates over samples about 1 s apart
     assert d["totals"]["requests"] >= 50
     (svc,) = d["services"]
     assert svc["name"] == "origin"
