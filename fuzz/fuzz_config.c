@@ -36,9 +36,18 @@ static void check_config(const sl_config_t *cfg)
         abort();
     for (uint32_t i = 0; i < cfg->nservices; i++) {
         const sl_service_conf_t *s = &cfg->services[i];
-        if (s->name == NULL || s->nservers == 0 || s->servers == NULL ||
-            s->balance < SL_BALANCE_ROUND_ROBIN || s->balance > SL_BALANCE_HASH ||
-            s->connect_ms == 0)
+        /* servers, unless autoscale runs them */
+        if (s->name == NULL || (s->nservers == 0 && !s->autoscale.enabled) ||
+            (s->nservers > 0 && s->servers == NULL) || s->balance < SL_BALANCE_ROUND_ROBIN ||
+            s->balance > SL_BALANCE_HASH || s->connect_ms == 0)
+            abort();
+        const sl_autoscale_conf_t *a = &s->autoscale;
+        if (a->enabled &&
+            (a->command == NULL || a->port_lo == 0 || a->port_hi < a->port_lo ||
+             a->min > a->max || a->initial < a->min || a->initial > a->max ||
+             a->max > a->port_hi - a->port_lo + 1 || a->metric < SL_AS_CPU ||
+             a->metric > SL_AS_RPS || !(a->target > 0) || a->sync_period_ms < 1000 ||
+             !s->health.enabled))
             abort();
         /* A server is an address, or a host name with a port (resolved at start). */
         for (uint32_t j = 0; j < s->nservers; j++)
