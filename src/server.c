@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include <unistd.h>
 #include <dirent.h>
 
+#include "core/cpus.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "http/conn.h"
@@ -572,18 +572,6 @@ static void collect(sl_textbuf_t *t, void *arg)
 
 /* ---- run ---- */
 
-static int cpu_count(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-        int n = CPU_COUNT(&set);
-        if (n > 0)
-            return n;
-    }
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
-
 int sl_server_run(sl_config_t *cfg)
 {
     server_t *s = calloc(1, sizeof(*s));
@@ -593,7 +581,7 @@ int sl_server_run(sl_config_t *cfg)
     s->start_time = (uint64_t)time(NULL);
     pthread_mutex_init(&s->stop_mu, NULL);
     signal(SIGPIPE, SIG_IGN);
-    s->nworkers = cfg->workers ? (int)cfg->workers : cpu_count();
+    s->nworkers = cfg->workers ? (int)cfg->workers : sl_cpu_count();
     if (s->nworkers > SL_MAX_THREADS - 1)
         s->nworkers = SL_MAX_THREADS - 1;
     /* Raise the descriptor limit toward the connection limit: two per proxied request. */
