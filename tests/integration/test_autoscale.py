@@ -157,6 +157,34 @@ def test_scale_up_under_load_then_down_to_min(start_sluice):
     assert 'autoscale_decisions_total{service="app",direction="up"}' in text
 
 
+def test_cpu_target_with_cpu_burning_origin(start_sluice):
+    """The issue's case: instances that burn CPU per request (demo-origin --cpu-us) and a
+    target_cpu. Load raises the count above min within a few sync periods; without load it
+    returns to min after the (shortened) stabilization window; every request answers 200.
+    The target is low (20% of a core) so that, on two cores shared with the test, one busy
+    instance is far above it and idle ones far below."""
+    ports = port_block(10)
+    cfg = config(ports, 1, 4, command="%s --port {port} --quiet --cpu-us 3000" % ORIGIN_BIN)
+    a = cfg["services"]["app"]["autoscale"]
+    del a["target_inflight"]
+    a["target_cpu"] = 20
+    s = start_sluice(cfg)
+    assert wait_for(lambda: state(s)["ready"] == 1, 10 * SLOW, interval=0.2, what="1 ready")
+    assert state(s)["metric"] == "cpu"
+    load = Clients(s.port, 4, "/health")
+    try:
+        assert wait_for(lambda: state(s)["ready"] >= 2, 8 * SLOW, interval=0.3,
+                        what="more instances under CPU load")
+        cpus = [i["cpu_percent"] for i in state(s)["instances"] if i["cpu_percent"] is not None]
+        assert state(s)["last_decision"]["reason"].startswith("cpu ")
+    finally:
+        load.stop()
+    load.check()
+    assert cpus, state(s)
+    assert wait_for(lambda: state(s)["current"] == 1 and len(state(s)["instances"]) == 1,
+                    (3 + 15) * SLOW, interval=0.3, what="back to min without load")
+
+
 def test_killed_instance_is_replaced(start_sluice):
     ports = port_block(10)
     s = start_sluice(config(ports, 2, 3))
