@@ -339,17 +339,10 @@ static void admin_connection(uv_stream_t *ls, int status)
     sl_conn_start(c, &s->control, &s->admin_cfg);
 }
 
-static uint64_t unix_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void observe_cb(uv_timer_t *t)
 {
     server_t *s = t->data;
-    uint64_t now = uv_now(t->loop), wall = unix_ms();
+    uint64_t now = uv_now(t->loop), wall = sl_unix_ms();
     uint64_t conns = 0;
     for (int i = 0; i < s->nworkers; i++)
         conns += __atomic_load_n(&s->workers[i].w.nconns, __ATOMIC_RELAXED);
@@ -400,13 +393,12 @@ static void collect_host_pools(sl_textbuf_t *t, server_t *s)
                       "# TYPE upstream_pool_connections gauge\n");
     for (uint32_t i = 0; i < u->nservices; i++) {
         const sl_service_t *svc = &u->services[i];
-        uint64_t b = 0, idle = 0;
+        uint64_t b = sl_service_busy(svc), idle = 0;
         const sl_pool_t *pools[2] = {&svc->primary, &svc->read};
         for (int p = 0; p < 2; p++) {
             uint32_t n = pools[p]->slots ? sl_pool_size(pools[p]) : 0;
             for (uint32_t k = 0; k < n; k++) {
                 const sl_server_t *sv = &pools[p]->slots[k];
-                b += __atomic_load_n(&sv->inflight, __ATOMIC_RELAXED);
                 for (int w = 0; w < s->nworkers; w++)
                     if (!s->workers[w].exited)
                         idle += sl_upstream_worker_idle_server(&s->workers[w].w, sv->id);
@@ -699,7 +691,7 @@ int sl_server_run(sl_config_t *cfg)
     ctl->sampler = s->sampler;
     ctl->alerts = s->alerts;
     ctl->nworkers = s->nworkers;
-    ctl->start_unix_ms = unix_ms();
+    ctl->start_unix_ms = sl_unix_ms();
     sl_metrics_collector(sl_alerts_collect, s->alerts);
     uv_timer_init(&ctl->loop, &s->observe);
     s->observe.data = s;

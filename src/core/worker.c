@@ -17,10 +17,14 @@ void sl_worker_update_date(sl_worker_t *w)
                      days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
                      tm.tm_hour, tm.tm_min, tm.tm_sec);
     w->date_len = n > 0 ? (size_t)n : 0;
+    w->wall_offset_ms = (int64_t)sl_unix_ms() - (int64_t)uv_now(&w->loop);
+}
+
+uint64_t sl_unix_ms(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    w->wall_offset_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 -
-                        (int64_t)uv_now(&w->loop);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 const char *sl_worker_iso(sl_worker_t *w, uint64_t wall_ms)

@@ -44,6 +44,9 @@ typedef struct sl_worker {
 /* Refresh w->date and w->wall_offset_ms from the wall clock. */
 void sl_worker_update_date(sl_worker_t *w);
 
+/* The wall clock now, in ms since the epoch (a clock_gettime). */
+uint64_t sl_unix_ms(void);
+
 /* The wall clock in ms from the loop's time (no system call), as of the last tick. */
 static inline uint64_t sl_worker_wall_ms(const sl_worker_t *w)
 {

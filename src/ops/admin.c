@@ -902,14 +902,6 @@ static void get_alerts(sl_exchange_t *x)
     reply_json(x, 200, a ? json_pack("{s:o}", "alerts", a) : NULL, NULL);
 }
 
-static uint64_t total_answers(const sl_counts_t *c)
-{
-    uint64_t t = 0;
-    for (int k = 0; k < 6; k++)
-        t += c->cls[k];
-    return t;
-}
-
 /* Per-second points of the last STATUS_POINTS seconds, oldest first; percentiles over the
  * 5 s ending at each point (one second holds too few answers to say much). */
 #define STATUS_POINTS 300
@@ -940,8 +932,8 @@ static json_t *status_series(const sl_sampler_t *sm)
         for (int k = 0; k < 6; k++)
             d[k] = a->all.cls[k] - b->all.cls[k];
         json_array_append_new(arr[0], json_integer((json_int_t)a->unix_ms));
-        json_array_append_new(arr[1], json_real((double)(total_answers(&a->all) -
-                                                          total_answers(&b->all)) / dt));
+        json_array_append_new(arr[1], json_real((double)(sl_counts_total(&a->all) -
+                                                          sl_counts_total(&b->all)) / dt));
         static const double qs[3] = {0.5, 0.95, 0.99};
         for (int q = 0; q < 3; q++) {
             double v = sl_quantile(a->all.bucket, b5->all.bucket, qs[q]);
@@ -982,15 +974,13 @@ static void get_status(sl_exchange_t *x)
         }
     }
     const sl_sample_t *last = sm ? sl_sampler_at(sm, 0) : NULL;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t wall = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    uint64_t wall = sl_unix_ms();
     json_t *alerts = sl_alerts_json(w->alerts);
     json_t *j = json_pack(
         "{s:s,s:I,s:i,s:o,s:{s:I,s:I,s:I,s:I},s:o,s:o}", "version", SL_VERSION,
         "uptime_s", (json_int_t)((wall - w->start_unix_ms) / 1000), "interval_s", 1, "series",
         sm ? status_series(sm) : json_object(), "totals", "requests",
-        (json_int_t)(last ? total_answers(&last->all) : 0), "status_5xx",
+        (json_int_t)(last ? sl_counts_total(&last->all) : 0), "status_5xx",
         (json_int_t)(last ? last->all.cls[5] : 0), "ratelimited",
         (json_int_t)(last ? last->ratelimited : 0), "connections_active",
         (json_int_t)w->conns_active, "services", services ? services : json_array(), "alerts",

@@ -97,13 +97,6 @@ struct sl_autoscale {
     double hz;
 };
 
-static uint64_t unix_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* utime + stime + cutime + cstime of pid, in clock ticks; 0 and *ok = 0 if unreadable. */
 static uint64_t proc_ticks(int pid, int *ok)
 {
@@ -429,7 +422,7 @@ static void decide(asvc_t *s, uint64_t now)
     snprintf(s->reason, sizeof(s->reason), "%s", why);
     s->decided_from = s->desired;
     s->decided_to = want;
-    s->decided_unix_ms = unix_ms();
+    s->decided_unix_ms = sl_unix_ms();
     if (want > s->desired)
         s->ups++;
     else

@@ -188,14 +188,6 @@ static int window_pair(const sl_sampler_t *s, uint64_t window_ms, size_t *newer,
     return 0;
 }
 
-static uint64_t total_of(const sl_counts_t *c)
-{
-    uint64_t t = 0;
-    for (int k = 0; k < 6; k++)
-        t += c->cls[k];
-    return t;
-}
-
 static int pool_utilization(const sl_sampler_t *s, int service, double *out)
 {
     const sl_upstreams_t *u = &s->g->up;
@@ -208,14 +200,7 @@ static int pool_utilization(const sl_sampler_t *s, int service, double *out)
         uint64_t cap = (uint64_t)svc->conf->keepalive * (uint64_t)s->nworkers;
         if (!cap)
             continue;
-        uint64_t busy = 0;
-        const sl_pool_t *pools[2] = {&svc->primary, &svc->read};
-        for (int p = 0; p < 2; p++) {
-            uint32_t n = pools[p]->slots ? sl_pool_size(pools[p]) : 0;
-            for (uint32_t k = 0; k < n; k++)
-                busy += __atomic_load_n(&pools[p]->slots[k].inflight, __ATOMIC_RELAXED);
-        }
-        double v = (double)busy / (double)cap;
+        double v = (double)sl_service_busy(svc) / (double)cap;
         if (!found || v > best)
             best = v;
         found = 1;
@@ -250,7 +235,7 @@ int sl_sampler_signal(const sl_sampler_t *s, int signal, int route, int service,
         cb = &s->route_ring[route][b];
     }
     double secs = (double)(na->t_ms - ob->t_ms) / 1000.0;
-    uint64_t dt = total_of(ca) - total_of(cb);
+    uint64_t dt = sl_counts_total(ca) - sl_counts_total(cb);
     switch (signal) {
     case SL_SIG_ERROR_RATE:
         if (!dt)

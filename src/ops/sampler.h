@@ -23,6 +23,15 @@ typedef struct sl_counts {
     uint64_t bucket[SL_HIST_BUCKETS + 1]; /* durations, non-cumulative */
 } sl_counts_t;
 
+/* Answers of every class in c. */
+static inline uint64_t sl_counts_total(const sl_counts_t *c)
+{
+    uint64_t t = 0;
+    for (int k = 0; k < 6; k++)
+        t += c->cls[k];
+    return t;
+}
+
 typedef struct sl_sample {
     uint64_t t_ms;    /* monotonic (uv_now of the control loop) */
     uint64_t unix_ms; /* wall clock, for the status page */

@@ -755,7 +755,9 @@ void sl_gateway_handle(sl_exchange_t *x)
     sl_proxy_start(x, rt->service);
 }
 
-static void access_log(sl_exchange_t *x, const sl_gateway_t *g, uint64_t dur_us)
+/* sv and up_us: the upstream server that answered (NULL: none) and its time to first byte. */
+static void access_log(sl_exchange_t *x, const sl_gateway_t *g, uint64_t dur_us,
+                       const sl_server_t *sv, uint64_t up_us)
 {
     /* two hex digits per byte */
     static const char hex2[513] =
@@ -825,14 +827,13 @@ static void access_log(sl_exchange_t *x, const sl_gateway_t *g, uint64_t dur_us)
         o += rt->label_json_len;
     }
     PUT_LIT(o, "\",\"upstream\":\"");
-    const sl_server_t *sv = x->route >= 0 ? sl_proxy_server(x) : NULL;
     if (sv) {
         size_t al = strnlen(sv->conf.addr.text, sizeof(sv->conf.addr.text));
         memcpy(o, sv->conf.addr.text, al);
         o += al;
     }
     PUT_LIT(o, "\",\"upstream_ms\":");
-    o = put_ms(o, sv ? sl_proxy_upstream_us(x) : 0);
+    o = put_ms(o, up_us);
     int rl = RS(x)->rl_result;
     if (rl) {
         static const struct {
@@ -859,10 +860,12 @@ void sl_gateway_done(sl_exchange_t *x)
     uint64_t dur_us = x->start_ns ? (uv_hrtime() - x->start_ns) / 1000 : 0;
     if (x->dispatched)
         w->inflight--;
+    const sl_server_t *sv = NULL;
+    uint64_t up_us = 0;
     if (x->route >= 0 && g->routes[x->route].service) {
         sl_proxy_done(x);
-        const sl_server_t *sv = sl_proxy_server(x);
-        uint64_t up_us = sv ? sl_proxy_upstream_us(x) : 0;
+        sv = sl_proxy_server(x);
+        up_us = sv ? sl_proxy_upstream_us(x) : 0;
         if (up_us)
             sl_hist_observe(g->m_upstream, sv->id, up_us);
     }
@@ -872,5 +875,5 @@ void sl_gateway_done(sl_exchange_t *x)
                    1);
     sl_hist_observe(g->m_duration, x->route >= 0 ? (uint32_t)x->route : g->nroutes, dur_us);
     if (sl_accesslog_enabled())
-        access_log(x, g, dur_us);
+        access_log(x, g, dur_us, sv, up_us);
 }

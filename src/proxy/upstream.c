@@ -447,6 +447,18 @@ uint32_t sl_upstream_worker_idle(const sl_worker_t *w)
     return w->proxy ? ((up_worker_t *)w->proxy)->nidle : 0;
 }
 
+uint64_t sl_service_busy(const sl_service_t *svc)
+{
+    uint64_t busy = 0;
+    const sl_pool_t *pools[2] = {&svc->primary, &svc->read};
+    for (int p = 0; p < 2; p++) {
+        uint32_t n = pools[p]->slots ? sl_pool_size(pools[p]) : 0;
+        for (uint32_t k = 0; k < n; k++)
+            busy += __atomic_load_n(&pools[p]->slots[k].inflight, __ATOMIC_RELAXED);
+    }
+    return busy;
+}
+
 uint32_t sl_upstream_worker_idle_server(const sl_worker_t *w, uint32_t server_id)
 {
     const up_worker_t *uw = w->proxy;

@@ -125,6 +125,9 @@ typedef struct sl_upstream_stats {
 } sl_upstream_stats_t;
 const sl_upstream_stats_t *sl_upstream_worker_stats(const sl_worker_t *w);
 uint32_t sl_upstream_worker_idle(const sl_worker_t *w);
+/* Requests in flight on every server of svc (both pools), i.e. its busy upstream
+ * connections; any thread. */
+uint64_t sl_service_busy(const sl_service_t *svc);
 /* Idle connections w keeps to the server with that id (another thread may read it). */
 uint32_t sl_upstream_worker_idle_server(const sl_worker_t *w, uint32_t server_id);
 
