@@ -123,6 +123,7 @@ static void on_tick(sl_timers_t *ts)
             w->rl_redis = NULL;
         }
         sl_upstream_worker_close_idle(w);
+        sl_hcache_worker_close(wc->srv->gw.cache, w);
         uv_close((uv_handle_t *)&wc->stop, NULL);
         sl_timers_stop(&w->timers);
     }
@@ -200,6 +201,7 @@ static int worker_setup(server_t *s, wctx_t *wc, int index)
     int rc = uv_loop_init(&w->loop);
     if (rc)
         return rc;
+    sl_worker_update_date(w); /* the wall-clock offset needs the loop's time */
     if ((rc = sl_timers_init(&w->timers, &w->loop)))
         return rc;
     w->timers.data = w;
@@ -207,6 +209,8 @@ static int worker_setup(server_t *s, wctx_t *wc, int index)
     if ((rc = sl_upstream_worker_init(w, &s->gw.up)))
         return rc;
     if ((rc = uv_async_init(&w->loop, &wc->stop, stop_cb)))
+        return rc;
+    if ((rc = sl_hcache_worker_init(s->gw.cache, w)))
         return rc;
     if (s->cfg->redis.enabled && s->gw.rl) {
         w->rl_redis = sl_rl_redis_new(&w->loop, &s->cfg->redis.addr, s->cfg->redis.timeout_ms,
@@ -631,6 +635,7 @@ int sl_server_run(sl_config_t *cfg)
     worker_common_init(ctl, 0, s);
     sl_thread_index = 0;
     uv_loop_init(&ctl->loop);
+    sl_worker_update_date(ctl);
     sl_timers_init(&ctl->timers, &ctl->loop);
     ctl->timers.data = ctl;
     ctl->timers.on_tick = control_tick;

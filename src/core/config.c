@@ -519,6 +519,7 @@ enum field_type {
     T_LIST,        /* list of sub mappings: array pointer at offset, uint32_t count */
     T_MAP,         /* mapping name -> sub mapping: same storage as T_LIST */
     T_CUSTOM,      /* parse does it all */
+    T_BOOL,        /* int 0/1 from true/false */
     T_UNSUPPORTED, /* a contract key a later change implements: clear error for now */
     T__COUNT
 };
@@ -603,6 +604,7 @@ struct table {
     { .key = k, .type = T_MAP, .flags = fl, .offset = OFFSET_SIZED(T, m, sizeof(void *)), \
       .count_offset = OFFSET_SIZED(T, cnt, 4), .sub = tbl, .max = hi, .check = chk }
 #define FLD_CUSTOM(k, fl, fn) { .key = k, .type = T_CUSTOM, .flags = fl, .parse = fn }
+#define FLD_BOOL(k, T, m) { .key = k, .type = T_BOOL, .offset = OFFSET_SIZED(T, m, sizeof(int)) }
 /* A key of the public contract that this build does not implement yet. The change that
  * implements it replaces this one line with the key's real declaration. */
 #define FLD_LATER(k) { .key = k, .type = T_UNSUPPORTED }
@@ -1029,12 +1031,20 @@ static void parse_custom(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
     f->parse(c, f, val, path, base);
 }
 
+static void parse_bool_at(conf_ctx_t *c, yaml_node_t *val, const char *path, int *out);
+
+static void parse_bool(conf_ctx_t *c, const struct field *f, yaml_node_t *val, const char *path,
+                       void *base)
+{
+    parse_bool_at(c, val, path, member(base, f->offset));
+}
+
 /* Indexed by enum field_type; T_UNSUPPORTED is reported by parse_table at the key. */
 static const value_parser_fn value_parsers[T__COUNT] = {
     [T_STRING] = parse_string,   [T_UINT] = parse_uint,      [T_DURATION] = parse_duration,
     [T_SIZE] = parse_size,       [T_ADDR] = parse_addr,      [T_ENUM] = parse_enum,
     [T_METHODS] = parse_methods, [T_TABLE] = parse_subtable, [T_LIST] = parse_list,
-    [T_MAP] = parse_map,         [T_CUSTOM] = parse_custom,
+    [T_MAP] = parse_map,         [T_CUSTOM] = parse_custom,  [T_BOOL] = parse_bool,
 };
 
 /* Reads one mapping through its declaration table into base: unknown, duplicate and
@@ -1904,12 +1914,34 @@ static const char *check_label_name(const char *s, size_t len)
     return NULL;
 }
 
+/* A route's cache: options (RFC 9111 shared cache; see docs/cache.md). */
+static const struct field route_cache_fields[] = {
+    FLD_DURATION("ttl", sl_route_cache_conf_t, ttl_ms, 0),
+    FLD_DURATION("stale_while_revalidate", sl_route_cache_conf_t, swr_ms, 0),
+    FLD_DURATION("stale_if_error", sl_route_cache_conf_t, sie_ms, 0),
+    FLD_BOOL("override", sl_route_cache_conf_t, override),
+    FLD_BOOL("allow_set_cookie", sl_route_cache_conf_t, allow_set_cookie),
+    FLD_BOOL("enabled", sl_route_cache_conf_t, enabled),
+};
+static const struct table route_cache_table = {TABLE(route_cache_fields),
+                                               .line_offset = NO_OFFSET};
+
+static void parse_route_cache(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                              const char *path, void *base)
+{
+    SL_UNUSED(f);
+    sl_route_conf_t *r = base;
+    r->cache.enabled = 1;
+    parse_table(c, val, path, &route_cache_table, &r->cache, &c->key->start_mark);
+}
+
 static const struct field route_fields[] = {
     FLD_STRING("name", sl_route_conf_t, name, 0, check_label_name),
     FLD_TABLE("match", 0, &match_table, F_REQUIRED),
     FLD_CUSTOM("service", F_REQUIRED, parse_route_service),
     FLD_LIST("rate_limits", sl_route_conf_t, rate_limits, nrate_limits, &limit_table, 0, 64),
-    FLD_LATER("cache"),
+    FLD_CUSTOM("cache", 0, parse_route_cache),
+    FLD_BOOL("dedupe", sl_route_conf_t, dedupe),
     FLD_LATER("static"),
     FLD_CUSTOM("require_auth", 0, parse_require_auth),
 };
@@ -2265,6 +2297,17 @@ static void finish_alerts(conf_ctx_t *c)
     }
 }
 
+static const struct field cache_fields[] = {
+    FLD_SIZE("memory", sl_cache_conf_t, memory, 64 * 1024, UINT64_MAX / 2),
+    FLD_SIZE("max_object", sl_cache_conf_t, max_object, 1, UINT64_MAX / 2),
+    FLD_BOOL("coalesce", sl_cache_conf_t, coalesce),
+    FLD_DURATION("lock_timeout", sl_cache_conf_t, lock_timeout_ms, 1),
+    FLD_DURATION("hit_for_pass", sl_cache_conf_t, hit_for_pass_ms, 0),
+    FLD_UINT("max_waiters", sl_cache_conf_t, max_waiters, 0, 1, 1000000),
+    FLD_LATER("redis"),
+};
+static const struct table cache_table = {TABLE(cache_fields), .line_offset = NO_OFFSET};
+
 static const struct field admin_fields[] = {
     FLD_ADDR("listen", sl_config_t, admin_listen, 0),
     FLD_STRING("token_env", sl_config_t, admin_token_env, 0, check_env_name),
@@ -2284,7 +2327,7 @@ static const struct field top_fields[] = {
     FLD_TABLE("auth", offsetof(sl_config_t, auth), &auth_table, 0),
     FLD_LIST("rate_limits", sl_config_t, rate_limits, nrate_limits, &limit_table, 0, 64),
     FLD_CUSTOM("trusted_proxies", 0, parse_trusted_proxies),
-    FLD_LATER("cache"),
+    FLD_TABLE("cache", offsetof(sl_config_t, cache), &cache_table, 0),
     FLD_CUSTOM("alerts", 0, parse_alerts),
 };
 static const struct table top_table = {TABLE(top_fields), .line_offset = NO_OFFSET};
@@ -2314,6 +2357,12 @@ static void config_defaults(sl_config_t *cfg)
     cfg->auth.leeway_ms = 30000;
     cfg->redis.timeout_ms = 20;
     cfg->alerts.defaults = 1;
+    cfg->cache.memory = 256ull << 20;
+    cfg->cache.max_object = 8ull << 20;
+    cfg->cache.coalesce = 1;
+    cfg->cache.lock_timeout_ms = 5000;
+    cfg->cache.hit_for_pass_ms = 5000;
+    cfg->cache.max_waiters = 10000;
 }
 
 /* ---------------------------------------------------------------------------------------

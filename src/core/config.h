@@ -164,6 +164,16 @@ typedef struct sl_auth_conf {
     uint64_t leeway_ms; /* exp/nbf leeway, default 30s */
 } sl_auth_conf_t;
 
+/* A route's `cache:` (RFC 9111 shared cache for its GET/HEAD answers). */
+typedef struct sl_route_cache_conf {
+    int enabled;          /* the key is present (and enabled: not false) */
+    uint64_t ttl_ms;      /* lifetime when the origin gives none; 0: such answers not stored */
+    uint64_t swr_ms;      /* stale_while_revalidate when the response has none */
+    uint64_t sie_ms;      /* stale_if_error when the response has none */
+    int override;         /* ttl replaces the origin's lifetime */
+    int allow_set_cookie; /* store answers carrying Set-Cookie */
+} sl_route_cache_conf_t;
+
 typedef struct sl_route_conf {
     char *name;          /* optional; the route's label in metrics and alert selectors
                             (default: its path_prefix) */
@@ -176,8 +186,20 @@ typedef struct sl_route_conf {
     sl_limit_conf_t *rate_limits; /* the route's own limits, besides the global ones */
     uint32_t nrate_limits;
     int require_auth;    /* 401 without a valid JWT */
+    sl_route_cache_conf_t cache;
+    int dedupe;          /* identical concurrent GETs share one upstream answer */
     int line, col;
 } sl_route_conf_t;
+
+/* The top-level `cache:` (the L1 store every caching route shares). */
+typedef struct sl_cache_conf {
+    uint64_t memory;          /* budget, bytes (default 256m) */
+    uint64_t max_object;      /* larger bodies stream through uncached (default 8m) */
+    int coalesce;             /* concurrent misses share one upstream request (default on) */
+    uint64_t lock_timeout_ms; /* a waiter goes upstream itself after this (default 5s) */
+    uint64_t hit_for_pass_ms; /* an unstorable answer stops coalescing its key this long */
+    uint32_t max_waiters;     /* waiters per fill (default 10000) */
+} sl_cache_conf_t;
 
 /* One alert rule (alerts: list, or alerts.rules). A rule named like a built-in one
  * changes it (a rule without expr keeps the built-in's); enabled: false turns it off. */
@@ -234,6 +256,7 @@ typedef struct sl_config {
     sl_auth_conf_t auth;
     sl_redis_conf_t redis;
     sl_alerts_conf_t alerts;
+    sl_cache_conf_t cache;
 } sl_config_t;
 
 /* One problem found in a configuration. */

@@ -28,6 +28,8 @@ typedef struct wreq {
     size_t bytes;
     unsigned nowned;
     sl_buf_t *owned[4];
+    void (*release)(void *arg); /* run once the bytes are written (or dropped) */
+    void *release_arg;
     uv_buf_t bufs[SL_CONN_MAX_IOV];
 } wreq_t;
 
@@ -448,6 +450,8 @@ static void write_cb(uv_write_t *req, int status)
     sl_conn_t *c = wr->c;
     for (unsigned i = 0; i < wr->nowned; i++)
         sl_buf_put(&c->w->bufs, wr->owned[i]);
+    if (wr->release)
+        wr->release(wr->release_arg);
     c->pending_bytes -= wr->bytes;
     c->pending_writes--;
     free(wr);
@@ -474,6 +478,12 @@ static void write_cb(uv_write_t *req, int status)
 
 int sl_conn_send(sl_exchange_t *x, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned,
                  unsigned nowned)
+{
+    return sl_conn_send_ref(x, bufs, n, owned, nowned, NULL, NULL);
+}
+
+int sl_conn_send_ref(sl_exchange_t *x, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned,
+                     unsigned nowned, void (*release)(void *arg), void *release_arg)
 {
     sl_conn_t *c = x->conn;
     sl_bufpool_t *pool = &c->w->bufs;
@@ -523,6 +533,8 @@ int sl_conn_send(sl_exchange_t *x, const uv_buf_t *bufs, unsigned n, sl_buf_t **
     wr->nowned = nowned;
     for (unsigned i = 0; i < nowned; i++)
         wr->owned[i] = owned[i];
+    wr->release = release;
+    wr->release_arg = release_arg;
     if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, wr->bufs, m, write_cb) < 0) {
         free(wr);
         conn_close(c);
@@ -539,6 +551,8 @@ int sl_conn_send(sl_exchange_t *x, const uv_buf_t *bufs, unsigned n, sl_buf_t **
 release:
     for (unsigned i = 0; i < nowned; i++)
         sl_buf_put(pool, owned[i]);
+    if (release)
+        release(release_arg);
     return 0;
 }
 

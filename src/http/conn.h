@@ -112,6 +112,12 @@ sl_conn_t *sl_conn_new(sl_worker_t *w);
 int sl_conn_send(sl_exchange_t *x, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned,
                  unsigned nowned);
 
+/* sl_conn_send for bytes that live in memory someone else owns (a cached object): release
+ * (if not NULL) runs exactly once, on this loop, when they need not stay valid any more -
+ * before this returns if everything was written at once or dropped. */
+int sl_conn_send_ref(sl_exchange_t *x, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned,
+                     unsigned nowned, void (*release)(void *arg), void *release_arg);
+
 /* The response is complete. keepalive_ok = 0 forces the connection to close after it
  * (e.g. a response delimited by closing). Frees x (after on_done); the next pipelined
  * request, if any, is served. */

@@ -686,9 +686,13 @@ static void add_server(sl_exchange_t *x, const char *name, size_t name_len, cons
 /* A POST body being collected: conn hands it over in pieces (ops->body) and it is
  * handled at ops->body_end. handler_size is 0 on the admin listener, so collectors live
  * in this list keyed by exchange (control thread only; at most API_MAX_PENDING). */
+typedef void (*body_done_fn)(sl_exchange_t *x, const char *name, size_t name_len,
+                             const char *body, size_t len);
+
 typedef struct collector {
     struct collector *prev, *next;
     sl_exchange_t *x;
+    body_done_fn done;
     char *buf;
     size_t len, cap;
     size_t name_len;
@@ -765,7 +769,7 @@ static void body_end(sl_exchange_t *x)
     c->prev = c->next = NULL;
     ncollectors--;
     x->ops = NULL;
-    add_server(x, c->name, c->name_len, c->buf ? c->buf : "", c->len);
+    c->done(x, c->name, c->name_len, c->buf ? c->buf : "", c->len);
     free(c->buf);
     free(c);
 }
@@ -783,12 +787,11 @@ static const sl_exchange_ops_t post_ops = {
     .abort = body_abort,
 };
 
-static void post_server(sl_exchange_t *x, const char *name, size_t name_len)
+/* Collect x's body (at most API_MAX_BODY), then done(x, name, body). */
+static void collect_body(sl_exchange_t *x, const char *name, size_t name_len, body_done_fn done)
 {
-    if (!find_service(x, name, name_len))
-        return;         /* answered before reading the body (which closes the connection) */
     if (x->body_done) { /* no body at all */
-        add_server(x, name, name_len, "", 0);
+        done(x, name, name_len, "", 0);
         return;
     }
     if (x->req.content_length > API_MAX_BODY) {
@@ -809,6 +812,7 @@ static void post_server(sl_exchange_t *x, const char *name, size_t name_len)
         }
     }
     c->x = x;
+    c->done = done;
     memcpy(c->name, name, name_len);
     c->name_len = name_len;
     c->next = collectors;
@@ -817,6 +821,86 @@ static void post_server(sl_exchange_t *x, const char *name, size_t name_len)
     collectors = c;
     ncollectors++;
     x->ops = &post_ops;
+}
+
+static void post_server(sl_exchange_t *x, const char *name, size_t name_len)
+{
+    if (!find_service(x, name, name_len))
+        return; /* answered before reading the body (which closes the connection) */
+    collect_body(x, name, name_len, add_server);
+}
+
+/* ---- POST /api/cache/purge ---- */
+
+static void purge_cache(sl_exchange_t *x, const char *name, size_t name_len, const char *body,
+                        size_t len)
+{
+    (void)name;
+    (void)name_len;
+    sl_gateway_t *gw = x->conn->w->gw;
+    static const char *kinds[] = {"url", "prefix", "tag"};
+    char q[200];
+    if (len == 0) {
+        reply_error(x, 400, NULL,
+                    "missing request body: a JSON object with one of \"url\", \"prefix\" or "
+                    "\"tag\"");
+        return;
+    }
+    json_error_t err;
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
+    if (!j) {
+        reply_error(x, 400, NULL, "bad JSON: %s (line %d, column %d)", err.text, err.line,
+                    err.column);
+        return;
+    }
+    const char *key;
+    json_t *v;
+    int kind = -1, nkinds = 0;
+    if (!json_is_object(j)) {
+        reply_error(x, 400, NULL, "the body must be a JSON object");
+        goto out;
+    }
+    json_object_foreach(j, key, v)
+    {
+        size_t i = 0;
+        while (i < SL_ARRAY_LEN(kinds) && strcmp(key, kinds[i]) != 0)
+            i++;
+        if (i == SL_ARRAY_LEN(kinds)) {
+            reply_error(x, 400, NULL, "unknown field %s (known: url, prefix, tag)",
+                        quote(q, sizeof(q), key, strlen(key)));
+            goto out;
+        }
+        kind = (int)i;
+        nkinds++;
+    }
+    if (nkinds != 1) {
+        reply_error(x, 400, NULL, "give exactly one of \"url\", \"prefix\" or \"tag\"");
+        goto out;
+    }
+    v = json_object_get(j, kinds[kind]);
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        reply_error(x, 400, NULL, "\"%s\" must be a non-empty string", kinds[kind]);
+        goto out;
+    }
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    if (kind != SL_HC_PURGE_TAG && s[0] != '/' && strncmp(s, "http://", 7) != 0 &&
+        strncmp(s, "https://", 8) != 0) {
+        reply_error(x, 400, NULL,
+                    "\"%s\" must start with / (a path, every host) or http:// (one host)",
+                    kinds[kind]);
+        goto out;
+    }
+    if (!gw->cache) {
+        reply_error(x, 404, NULL, "no route caches: nothing to purge");
+        goto out;
+    }
+    size_t purged = sl_hcache_purge(gw->cache, kind, s, n);
+    sl_log_info("admin: %s purged %s %s: %zu objects", x->conn->peer, kinds[kind],
+                quote(q, sizeof(q), s, n), purged);
+    reply_json(x, 200, json_pack("{s:I}", "purged", (json_int_t)purged), NULL);
+out:
+    json_decref(j);
 }
 
 /* ---- /api dispatch ---- */
@@ -836,7 +920,7 @@ static void api_handle(sl_exchange_t *x)
         return;
     /* Split "/api/a/b/c" into segments; empty ones (double or trailing slashes) make the
      * path unknown. */
-    sl_slice_t seg[API_MAX_SEGS];
+    sl_slice_t seg[API_MAX_SEGS] = {{0}};
     unsigned nseg = 0;
     const char *p = r->path.p + 5, *end = r->path.p + r->path.len;
     if (r->path.len <= 5) {
@@ -853,12 +937,21 @@ static void api_handle(sl_exchange_t *x)
         seg[nseg++] = (sl_slice_t){p, (size_t)(e - p)};
         p = e + 1;
     }
+    int m = r->method_id, get = m == SL_M_GET || m == SL_M_HEAD;
+    if (nseg == 2 && seg[0].len == 5 && memcmp(seg[0].p, "cache", 5) == 0 && seg[1].len == 5 &&
+        memcmp(seg[1].p, "purge", 5) == 0) {
+        if (m != SL_M_POST) {
+            method_not_allowed(x, "POST");
+            return;
+        }
+        collect_body(x, "", 0, purge_cache);
+        return;
+    }
     if (!(seg[0].len == 8 && memcmp(seg[0].p, "services", 8) == 0) ||
         (nseg >= 3 && !(seg[2].len == 7 && memcmp(seg[2].p, "servers", 7) == 0))) {
         reply_error(x, 404, NULL, "not found");
         return;
     }
-    int m = r->method_id, get = m == SL_M_GET || m == SL_M_HEAD;
     const char *allow = nseg <= 2   ? "GET, HEAD"
                         : nseg == 3 ? "GET, HEAD, POST"
                                     : "GET, HEAD, DELETE";

@@ -146,6 +146,8 @@ void sl_sampler_take(sl_sampler_t *s, uint64_t now_ms, uint64_t unix_ms)
             s->route_ring[i][s->head] = s->now_routes[i];
     }
     x->ratelimited = g->m_rejected ? sl_counter_total(g->m_rejected) : 0;
+    if (g->cache)
+        sl_hcache_counts(g->cache, &x->cache_hits, &x->cache_lookups);
     sl_host_cpu(&x->cpu_busy, &x->cpu_total);
     s->head = (s->head + 1) % SL_SAMPLES;
     if (s->n < SL_SAMPLES)

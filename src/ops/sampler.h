@@ -37,7 +37,7 @@ typedef struct sl_sample {
     uint64_t unix_ms; /* wall clock, for the status page */
     sl_counts_t all;
     uint64_t ratelimited;             /* 429s from rate limits */
-    uint64_t cache_hits, cache_lookups; /* 0 until the cache exists */
+    uint64_t cache_hits, cache_lookups; /* cache_requests_total: hits, all (0 without cache) */
     uint64_t cpu_busy, cpu_total;     /* host jiffies since boot (/proc/stat) */
 } sl_sample_t;
 

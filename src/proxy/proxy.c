@@ -58,6 +58,11 @@ typedef struct px {
     uint8_t trial : 1;       /* p->server's trial request after a down period is ours */
     uint8_t counted : 1;     /* counted in svc->active */
     uint8_t retrying : 1;    /* counted in svc->active_retries */
+    uint8_t swallow : 1;     /* the tap keeps the answer from the client */
+    uint8_t strip_cond : 1;
+    const sl_proxy_tap_t *tap; /* NULL, or until its end ran */
+    const char *up_extra;
+    size_t up_extra_len;
     sl_http_response_t resp;
 } px_t;
 
@@ -225,6 +230,22 @@ static void put_request_id(wbuf_t *w, sl_exchange_t *x)
 /* The upstream request head: request line in origin-form, the client's end-to-end
  * fields in order, then the proxy's own fields and framing. Returns the buffer or NULL
  * (out of memory, or a head that does not fit: the client's is already bounded). */
+/* If-None-Match, If-Modified-Since, If-Match, If-Unmodified-Since, If-Range. */
+static int is_conditional(const sl_http_header_t *h)
+{
+    static const struct {
+        const char *s;
+        size_t n;
+    } names[] = {{"if-none-match", 13},       {"if-modified-since", 17}, {"if-match", 8},
+                 {"if-unmodified-since", 19}, {"if-range", 8}};
+    if (h->name_len < 8 || (h->name[0] | 0x20) != 'i' || (h->name[1] | 0x20) != 'f')
+        return 0;
+    for (size_t i = 0; i < SL_ARRAY_LEN(names); i++)
+        if (h->name_len == names[i].n && strncasecmp(h->name, names[i].s, names[i].n) == 0)
+            return 1;
+    return 0;
+}
+
 static sl_buf_t *build_request(px_t *p)
 {
     sl_exchange_t *x = p->x;
@@ -269,6 +290,10 @@ static sl_buf_t *build_request(px_t *p)
         case SL_H_X_REQUEST_ID:
             id_seen = 1;
             break;
+        case SL_H_OTHER:
+            if (p->strip_cond && is_conditional(h))
+                continue;
+            break;
         }
         put_header(&w, h);
     }
@@ -302,6 +327,7 @@ static sl_buf_t *build_request(px_t *p)
         PUTS(&w, "1.1 sluice\r\n");
     if (!id_seen)
         put_request_id(&w, x);
+    put(&w, p->up_extra, p->up_extra_len);
     int kind = sl_http1_request_body(r);
     if (kind == SL_BODY_LENGTH || (r->flags & SL_HF_CONTENT_LENGTH)) {
         PUTS(&w, "Content-Length: ");
@@ -354,6 +380,16 @@ static void detach(px_t *p, int reusable)
     sl_upconn_release(u, reusable, p->svc->conf->keepalive);
 }
 
+/* Run the tap's end once; its answer (1: it answered x). */
+static int tap_end(px_t *p, int status)
+{
+    const sl_proxy_tap_t *t = p->tap;
+    if (!t)
+        return 0;
+    p->tap = NULL;
+    return t->end(p->x, status);
+}
+
 /* Fail before any response byte reached the client: 502/504 JSON. */
 static void fail(px_t *p, int status, const char *msg, int kind)
 {
@@ -362,6 +398,8 @@ static void fail(px_t *p, int status, const char *msg, int kind)
     detach(p, 0);
     p->state = PX_DONE;
     sl_exchange_t *x = p->x;
+    if (tap_end(p, x->response_started ? -1 : status))
+        return; /* the tap answered (a stale copy) */
     if (x->response_started) {
         /* Part of an answer went out already: the only honest signal left is to cut
          * the connection, so the client sees a truncated response. */
@@ -840,6 +878,7 @@ static void px_drained(sl_exchange_t *x)
 static void px_abort(sl_exchange_t *x)
 {
     px_t *p = PX(x);
+    tap_end(p, -2);
     release_out(p);
     detach(p, 0);
     p->state = PX_DONE;
@@ -874,6 +913,12 @@ static void complete(px_t *p)
                                      : !!(r->flags & SL_HF_CONN_KEEPALIVE));
     detach(p, reusable);
     p->state = PX_DONE;
+    if (tap_end(p, 0))
+        return; /* the tap answered x */
+    if (p->swallow) {
+        sl_conn_error(p->x, 502, "no answer to give");
+        return;
+    }
     sl_conn_end(p->x, !p->close_after);
 }
 
@@ -959,7 +1004,7 @@ static void up_eof(px_t *p, ssize_t err)
     }
     if (p->resp_kind == SL_BODY_EOF) {
         /* The body ran to the close, as announced. */
-        if (p->rechunk) {
+        if (p->rechunk && !p->swallow) {
             static const char last[] = "0\r\n\r\n";
             uv_buf_t b = uv_buf_init((char *)last, sizeof(last) - 1);
             sl_conn_send(p->x, &b, 1, NULL, 0);
@@ -971,6 +1016,12 @@ static void up_eof(px_t *p, ssize_t err)
     count_error(E_RESET);
     detach(p, 0);
     p->state = PX_DONE;
+    if (tap_end(p, p->swallow ? 502 : -1))
+        return;
+    if (p->swallow) {
+        sl_conn_error(p->x, 502, "upstream closed the connection mid-answer");
+        return;
+    }
     sl_conn_end(p->x, 0);
 }
 
@@ -1029,6 +1080,58 @@ static int parse_head(px_t *p)
     }
 }
 
+/* The tap keeps this answer from the client: decode the body into it and send nothing.
+ * b stays the connection's read buffer, emptied for the next read. */
+static void swallow_read(px_t *p, sl_buf_t *b, size_t pos)
+{
+    sl_exchange_t *x = p->x;
+    int done = 0;
+    switch (p->resp_kind) {
+    case SL_BODY_NONE:
+        done = 1;
+        p->extra = pos < b->len;
+        break;
+    case SL_BODY_LENGTH: {
+        size_t avail = b->len - pos;
+        size_t take = avail < (uint64_t)p->resp_left ? avail : (size_t)p->resp_left;
+        if (take)
+            p->tap->body(x, b->data + pos, take);
+        p->resp_left -= (int64_t)take;
+        if (p->resp_left == 0) {
+            done = 1;
+            p->extra = take < avail;
+        }
+        break;
+    }
+    case SL_BODY_EOF:
+        if (b->len > pos)
+            p->tap->body(x, b->data + pos, b->len - pos);
+        break;
+    case SL_BODY_CHUNKED:
+        while (pos < b->len && !p->rch.done) {
+            size_t off = 0, dlen = 0;
+            int64_t c = sl_http1_chunked_decode(&p->rch, b->data + pos, b->len - pos, &off, &dlen);
+            if (c < 0) {
+                b->len = 0;
+                warn(p, "bad chunked body");
+                fail(p, 502, "bad response from upstream", E_BAD_RESPONSE);
+                return;
+            }
+            if (dlen)
+                p->tap->body(x, b->data + pos + off, dlen);
+            pos += (size_t)c;
+        }
+        if (p->rch.done) {
+            done = 1;
+            p->extra = pos < b->len;
+        }
+        break;
+    }
+    b->len = 0;
+    if (done)
+        complete(p);
+}
+
 static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     (void)buf;
@@ -1061,6 +1164,10 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
 
+    if (p->swallow) {
+        swallow_read(p, b, 0);
+        return;
+    }
     uv_buf_t iov[MAX_IOV];
     unsigned n = 0;
     sl_buf_t *hb = NULL;
@@ -1086,6 +1193,11 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (p->resp.status == 101)
             p->resp_kind = SL_BODY_NONE;
         p->resp_left = p->resp.content_length;
+        if (p->tap && p->resp.status != 101 && p->tap->head(x, &p->resp) == SL_TAP_SWALLOW) {
+            p->swallow = 1;
+            swallow_read(p, b, pos);
+            return;
+        }
         if (p->resp_kind == SL_BODY_CHUNKED || p->resp_kind == SL_BODY_EOF) {
             if (x->req.version == 11)
                 p->rechunk = 1;
@@ -1136,8 +1248,11 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     case SL_BODY_LENGTH: {
         size_t avail = b->len - pos;
         size_t take = avail < (uint64_t)p->resp_left ? avail : (size_t)p->resp_left;
-        if (take)
+        if (take) {
             iov[n++] = uv_buf_init(b->data + pos, (unsigned)take);
+            if (p->tap)
+                p->tap->body(x, b->data + pos, take);
+        }
         p->resp_left -= (int64_t)take;
         if (p->resp_left == 0) {
             done = 1;
@@ -1155,6 +1270,8 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             iov[n++] = uv_buf_init(b->data + pos, b->len - (unsigned)pos);
             if (p->rechunk)
                 iov[n++] = uv_buf_init((char *)"\r\n", 2);
+            if (p->tap)
+                p->tap->body(x, b->data + pos, b->len - pos);
         }
         break;
     case SL_BODY_CHUNKED:
@@ -1187,6 +1304,8 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                 iov[n++] = uv_buf_init(b->data + pos + off, (unsigned)dlen);
                 if (p->rechunk)
                     iov[n++] = uv_buf_init((char *)"\r\n", 2);
+                if (p->tap)
+                    p->tap->body(x, b->data + pos + off, dlen);
             }
             pos += (size_t)c;
         }
@@ -1218,6 +1337,16 @@ void sl_proxy_reset(sl_exchange_t *x)
 {
     /* Everything but the parsed response, which the parser fills before any use. */
     memset(PX(x), 0, offsetof(px_t, resp));
+}
+
+void sl_proxy_set_tap(sl_exchange_t *x, const sl_proxy_tap_t *tap, const char *up_extra,
+                      size_t up_extra_len, int strip_conditional)
+{
+    px_t *p = PX(x);
+    p->tap = tap;
+    p->up_extra = up_extra;
+    p->up_extra_len = up_extra_len;
+    p->strip_cond = strip_conditional ? 1 : 0;
 }
 
 void sl_proxy_start(sl_exchange_t *x, sl_service_t *svc)

@@ -30,6 +30,33 @@ uint64_t sl_proxy_upstream_us(const sl_exchange_t *x);
  * state (service in-flight and retry budget, a claimed trial request). */
 void sl_proxy_done(sl_exchange_t *x);
 
+/* A tap on the upstream answer of one exchange (the cache's fill). Every hook runs on
+ * the exchange's loop. */
+typedef struct sl_proxy_tap {
+    /* The final response head arrived, before anything of it goes to the client. Return
+     * SL_TAP_STREAM to send it on as usual, SL_TAP_SWALLOW to keep it from the client: the
+     * body is still read (and given to body) but not sent, and end must answer x. */
+    int (*head)(sl_exchange_t *x, const sl_http_response_t *r);
+    /* Decoded body bytes of the response (valid during the call). */
+    void (*body)(sl_exchange_t *x, const char *p, size_t n);
+    /* Called exactly once if the tap was set when the exchange started: status 0 after a
+     * complete response, else the error status the proxy would answer (502, 504, 503), -1
+     * when the answer was cut after bytes of it went to the client, -2 when the client went
+     * away (x is being aborted: end must not answer it).
+     * On a complete swallowed response, or a failure before any byte went to the client,
+     * end returns 1 if it answered x itself (the proxy then does not), else 0. */
+    int (*end)(sl_exchange_t *x, int status);
+} sl_proxy_tap_t;
+
+enum { SL_TAP_STREAM = 0, SL_TAP_SWALLOW = 1 };
+
+/* Before sl_proxy_start: install a tap, and header lines (each ending in CRLF; the memory
+ * must live as long as x) to add to the upstream request. strip_conditional drops the
+ * client's If-None-Match / If-Modified-Since / If-Match / If-Unmodified-Since / If-Range,
+ * so a fill gets the whole answer. */
+void sl_proxy_set_tap(sl_exchange_t *x, const sl_proxy_tap_t *tap, const char *up_extra,
+                      size_t up_extra_len, int strip_conditional);
+
 /* Register the proxy's metrics (start-up, before the workers start). */
 void sl_proxy_metrics_register(void);
 

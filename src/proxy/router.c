@@ -331,6 +331,8 @@ int sl_gateway_build(sl_gateway_t *g, sl_config_t *cfg, int nthreads)
     }
     if (build_policies(g))
         return SL_EINVAL;
+    if (sl_hcache_new(cfg, nthreads, &g->cache))
+        return SL_ENOMEM;
     g->m_requests = sl_metrics_counter("http_requests_total",
                                        "HTTP requests answered, by route, method and status.",
                                        request_labels, g);
@@ -359,6 +361,7 @@ void sl_gateway_free(sl_gateway_t *g)
     free(g->heads);
     sl_rl_free(g->rl);
     sl_jwt_free(g->jwt);
+    sl_hcache_free(g->cache);
     sl_upstreams_free(&g->up);
     free(g->limit_state);
     free(g->routes);
@@ -425,8 +428,19 @@ const sl_route_t *sl_router_match(const sl_gateway_t *g, const sl_http_request_t
 
 size_t sl_gateway_state_size(void)
 {
+    size_t px = (sl_proxy_state_size() + 15) & ~(size_t)15;
     sl_proxy_set_offset(RT_STATE_SIZE);
-    return RT_STATE_SIZE + sl_proxy_state_size();
+    sl_hcache_set_offset(RT_STATE_SIZE + px);
+    return RT_STATE_SIZE + px + sl_hcache_state_size();
+}
+
+/* Send a routed request on: through the cache when the route caches (or the method may
+ * invalidate cached answers), else straight to the service. */
+static inline void forward(sl_exchange_t *x, const sl_gateway_t *g, const sl_route_t *rt)
+{
+    if (g->cache && sl_hcache_handle(g->cache, x, &rt->conf->cache, rt->service))
+        return;
+    sl_proxy_start(x, rt->service);
 }
 
 static int in_cidr(const sl_cidr_t *c, int family, const uint8_t *a)
@@ -652,7 +666,7 @@ static void redis_decided(void *arg, int result)
      * request may already reuse its memory: resume only the exchange we paused. */
     sl_conn_t *c = x->conn;
     uint64_t gen = c->requests;
-    sl_proxy_start(x, rs->rt->service);
+    forward(x, g, rs->rt);
     if (c->x == x && c->requests == gen)
         sl_conn_resume(x); /* the body was held while the decision was out */
 }
@@ -738,6 +752,7 @@ void sl_gateway_handle(sl_exchange_t *x)
     const sl_gateway_t *g = w->gw;
     w->inflight++;
     sl_proxy_reset(x);
+    sl_hcache_reset(x);
     RS(x)->pending = 0;
     RS(x)->rl_result = 0;
     const sl_route_t *rt = sl_router_match(g, &x->req);
@@ -752,7 +767,7 @@ void sl_gateway_handle(sl_exchange_t *x)
         sl_conn_error(x, 501, "CONNECT is not supported");
         return;
     }
-    sl_proxy_start(x, rt->service);
+    forward(x, g, rt);
 }
 
 /* sv and up_us: the upstream server that answered (NULL: none) and its time to first byte. */
@@ -849,6 +864,15 @@ static void access_log(sl_exchange_t *x, const sl_gateway_t *g, uint64_t dur_us,
             o += words[rl].n;
         }
     }
+    int cr = g->cache && x->route >= 0 ? sl_hcache_result(x) : SL_HC_NONE;
+    if (cr != SL_HC_NONE) {
+        const char *name = sl_hcache_result_name(cr);
+        size_t nl = strlen(name);
+        PUT_LIT(o, ",\"cache\":\"");
+        memcpy(o, name, nl);
+        o += nl;
+        *o++ = '"';
+    }
     *o++ = '}';
     sl_accesslog_commit(&w->alog, (size_t)(o - line));
 }
@@ -863,6 +887,8 @@ void sl_gateway_done(sl_exchange_t *x)
     const sl_server_t *sv = NULL;
     uint64_t up_us = 0;
     if (x->route >= 0 && g->routes[x->route].service) {
+        if (g->cache)
+            sl_hcache_done(x);
         sl_proxy_done(x);
         sv = sl_proxy_server(x);
         up_us = sv ? sl_proxy_upstream_us(x) : 0;

@@ -6,6 +6,7 @@
 #ifndef SL_ROUTER_H
 #define SL_ROUTER_H
 
+#include "../cache/http_cache.h"
 #include "../core/config.h"
 #include "../core/metrics.h"
 #include "../http/conn.h"
@@ -43,6 +44,7 @@ typedef struct sl_gateway {
     uint32_t nroutes;
     sl_ratelimiter_t *rl;      /* NULL without rate limits */
     sl_jwt_t *jwt;             /* NULL without auth.jwt */
+    sl_hcache_t *cache;        /* NULL when no route caches */
     const sl_limit_conf_t **all_limits; /* by limit id: global ones, then each route's */
     sl_rl_limit_t *limit_state;         /* by limit id */
     sl_rl_head_t *heads;                /* by limit id */
@@ -55,8 +57,8 @@ typedef struct sl_gateway {
     sl_hist_t *m_upstream;     /* upstream_response_seconds{service,server}, by server id */
 } sl_gateway_t;
 
-/* Build from cfg (owned by g afterwards) for nthreads loop threads, registering the
- * request metrics. 0 or SL_ENOMEM. */
+/* Build from cfg (owned by g afterwards) for nthreads thread slots (loop threads and the
+ * control thread), registering the request metrics. 0 or SL_ENOMEM. */
 int sl_gateway_build(sl_gateway_t *g, sl_config_t *cfg, int nthreads);
 void sl_gateway_free(sl_gateway_t *g);
 
