@@ -91,6 +91,7 @@ typedef struct hc_x {
     uint8_t building;   /* s->b holds an object */
     uint8_t background; /* the client was answered (stale); the refresh goes on */
     uint8_t held;       /* we paused the exchange's body while it waited */
+    uint8_t dedupe;     /* share one answer among identical requests; store nothing */
     int served_status;
     sl_hcache_t *hc;
     sl_service_t *svc;
@@ -254,7 +255,7 @@ int sl_hcache_new(const sl_config_t *cfg, int nthreads, sl_hcache_t **out)
     *out = NULL;
     int any = 0;
     for (uint32_t i = 0; i < cfg->nroutes; i++)
-        any |= cfg->routes[i].cache.enabled;
+        any |= cfg->routes[i].cache.enabled | cfg->routes[i].dedupe;
     if (!any)
         return 0;
     if (nthreads <= 0 || nthreads > MAX_WORKERS)
@@ -398,6 +399,8 @@ static int fresh_cb(void *arg, const sl_cache_obj_t *obj)
     sl_exchange_t *x = arg;
     hc_x_t *s = HC(x);
     const hc_meta_t *m = obj->meta;
+    if (s->dedupe)
+        return 0; /* nothing is stored under dedupe keys; never a hit */
     sl_cc_decision_t d;
     int a = sl_cc_lookup(&m->e, &s->reqcc, &s->ccr, s->now_ms, &d);
     return a == SL_CC_ACT_FRESH || a == SL_CC_ACT_STALE_OK;
@@ -1075,6 +1078,15 @@ static int tap_head(sl_exchange_t *x, const sl_http_response_t *r)
         return SL_TAP_STREAM;
     }
     /* MODE_FILL */
+    if (s->dedupe) {
+        /* Shared with the identical requests waiting, whatever its caching fields - except
+         * a Set-Cookie, which would hand one client's new session to the others. */
+        if (sl_http1_find(r->headers, r->nheaders, SL_H_SET_COOKIE))
+            abandon(s, SL_CACHE_NOT_STORABLE, 0, mono);
+        else
+            start_object(x, r, r->headers, r->nheaders, NULL);
+        goto streamed;
+    }
     if (s->background)
         x->status = s->served_status; /* the client's answer, not the refresh's */
     if (r->status == 304 && s->stale && s->cond_len) {
@@ -1096,6 +1108,7 @@ static int tap_head(sl_exchange_t *x, const sl_http_response_t *r)
         s->then = THEN_END;
         return SL_TAP_SWALLOW;
     }
+streamed:;
     const char *l = xcache_lines[SL_HC_MISS];
     size_t ll = strlen(l);
     if (x->resp_extra_len + ll <= sizeof(x->resp_extra)) {
@@ -1127,7 +1140,8 @@ static int tap_end(sl_exchange_t *x, int status)
         sl_cache_obj_t *out = NULL;
         s->building = 0;
         s->leading = 0;
-        if (sl_cache_publish(s->hc->store, &s->b, &s->fill, mono, &out) < 0) {
+        if ((s->dedupe ? sl_cache_share(s->hc->store, &s->b, &s->fill, &out)
+                       : sl_cache_publish(s->hc->store, &s->b, &s->fill, mono, &out)) < 0) {
             sl_cache_builder_discard(&s->b);
             out = NULL;
         }
@@ -1174,9 +1188,32 @@ static const sl_proxy_tap_t tap_ops = {.head = tap_head, .body = tap_body, .end 
 
 /* ---- entry points ---- */
 
-int sl_hcache_handle(sl_hcache_t *hc, sl_exchange_t *x, const sl_route_cache_conf_t *rc,
+/* The dedupe key: the cache key, then the credentials that may make the answer personal
+ * ("\n" cannot occur in a field value). 0 when it does not fit. */
+static size_t dedupe_key(const sl_http_request_t *r, char *out, size_t cap)
+{
+    size_t o = build_key(r, out, cap);
+    if (!o)
+        return 0;
+    for (unsigned i = 0; i < r->nheaders; i++) {
+        const sl_http_header_t *h = &r->headers[i];
+        if (h->id != SL_H_AUTHORIZATION && h->id != SL_H_COOKIE)
+            continue;
+        if (o + 3 + h->value_len > cap)
+            return 0;
+        out[o++] = '\n';
+        out[o++] = h->id == SL_H_AUTHORIZATION ? 'a' : 'c';
+        out[o++] = ':';
+        memcpy(out + o, h->value, h->value_len);
+        o += h->value_len;
+    }
+    return o;
+}
+
+int sl_hcache_handle(sl_hcache_t *hc, sl_exchange_t *x, const sl_route_conf_t *route,
                      sl_service_t *svc)
 {
+    const sl_route_cache_conf_t *rc = &route->cache;
     const sl_http_request_t *r = &x->req;
     hc_x_t *s = HC(x);
     int m = r->method_id;
@@ -1201,8 +1238,27 @@ int sl_hcache_handle(sl_hcache_t *hc, sl_exchange_t *x, const sl_route_cache_con
         sl_proxy_start(x, svc);
         return 1;
     }
-    if (!rc || !rc->enabled || r->content_length > 0 || (r->flags & SL_HF_CHUNKED))
+    if (r->content_length > 0 || (r->flags & SL_HF_CHUNKED))
         return 0;
+    if (!rc->enabled) {
+        if (!route->dedupe || m != SL_M_GET || !hc->conf.coalesce)
+            return 0;
+        size_t kl = dedupe_key(r, s->key, sizeof(s->key));
+        if (!kl)
+            return 0;
+        memset(s, 0, offsetof(hc_x_t, cond));
+        s->active = 1;
+        s->hc = hc;
+        s->svc = svc;
+        s->dedupe = 1;
+        s->creq.key = (sl_slice_t){s->key, kl};
+        s->creq.fresh = fresh_cb;
+        s->creq.arg = x;
+        s->creq.scratch = s->scratch;
+        s->creq.scratch_cap = sizeof(s->scratch);
+        lookup(x);
+        return 1;
+    }
     size_t kl = build_key(r, s->key, sizeof(s->key));
     if (!kl)
         return 0;

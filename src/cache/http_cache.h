@@ -30,7 +30,7 @@ enum sl_hc_result {
 };
 
 /* The cache for cfg, for nthreads thread slots (thread index < nthreads), with its metrics
- * registered. *out is NULL (and 0 returned) when no route caches. SL_ENOMEM, SL_EINVAL. */
+ * registered. *out is NULL (and 0 returned) when no route caches or dedupes. SL_ENOMEM, SL_EINVAL. */
 int sl_hcache_new(const sl_config_t *cfg, int nthreads, sl_hcache_t **out);
 /* After every worker closed its wake handle. NULL is ignored. */
 void sl_hcache_free(sl_hcache_t *hc);
@@ -47,11 +47,11 @@ void sl_hcache_set_offset(size_t off);
 /* Mark x as not using the cache (the handler calls it for every exchange). */
 void sl_hcache_reset(sl_exchange_t *x);
 
-/* Run x (routed to a route with cache conf rc, or dedupe-less invalidation when rc is NULL
- * and the method is unsafe) through the cache, starting the proxy to svc when it must go
- * upstream. Returns 1 when x is taken care of (answered, waiting, or proxied), 0 when the
+/* Run x (routed to route) through the cache: a GET or HEAD on a caching route is looked
+ * up, a GET on a dedupe route joins an identical request in flight, an unsafe method
+ * invalidates its URL; the proxy to svc is started when it must go upstream. Returns 1 when x is taken care of (answered, waiting, or proxied), 0 when the
  * caller should proxy it as usual (not cacheable: upgrades, bodies...). */
-int sl_hcache_handle(sl_hcache_t *hc, sl_exchange_t *x, const sl_route_cache_conf_t *rc,
+int sl_hcache_handle(sl_hcache_t *hc, sl_exchange_t *x, const sl_route_conf_t *route,
                      sl_service_t *svc);
 
 /* The exchange is over (on_done): count it and let go of what it holds. Idempotent. */

@@ -950,8 +950,8 @@ static void notify(sl_cache_waiter_t *w, int outcome, sl_cache_obj_t *obj)
     }
 }
 
-int sl_cache_publish(sl_cache_store_t *s, sl_cache_builder_t *b, sl_cache_fill_t *fill,
-                     uint64_t now_ms, sl_cache_obj_t **out)
+static int publish(sl_cache_store_t *s, sl_cache_builder_t *b, sl_cache_fill_t *fill,
+                   uint64_t now_ms, sl_cache_obj_t **out, int store)
 {
     struct obj *o = b->obj;
     if (out)
@@ -978,7 +978,7 @@ int sl_cache_publish(sl_cache_store_t *s, sl_cache_builder_t *b, sl_cache_fill_t
     struct obj *doomed = NULL;
     sl_cache_waiter_t *waiters = NULL;
     pthread_mutex_lock(&sh->lock);
-    int stored = !fill || fill->state == F_ACTIVE;
+    int stored = store && (!fill || fill->state == F_ACTIVE);
     if (stored) {
         uint32_t same = 0;
         struct obj *lru = NULL, *x, *xn;
@@ -1015,6 +1015,21 @@ int sl_cache_publish(sl_cache_store_t *s, sl_cache_builder_t *b, sl_cache_fill_t
         *out = &o->pub;
     notify(waiters, SL_CACHE_PUBLISHED, k ? &o->pub : NULL);
     return stored ? SL_OK : 1;
+}
+
+int sl_cache_publish(sl_cache_store_t *s, sl_cache_builder_t *b, sl_cache_fill_t *fill,
+                     uint64_t now_ms, sl_cache_obj_t **out)
+{
+    return publish(s, b, fill, now_ms, out, 1);
+}
+
+int sl_cache_share(sl_cache_store_t *s, sl_cache_builder_t *b, sl_cache_fill_t *fill,
+                   sl_cache_obj_t **out)
+{
+    if (!fill)
+        return SL_EINVAL;
+    int rc = publish(s, b, fill, 0, out, 0);
+    return rc < 0 ? rc : 0;
 }
 
 void sl_cache_fill_abandon(sl_cache_store_t *s, sl_cache_fill_t *fill, int outcome, uint64_t now_ms,

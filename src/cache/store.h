@@ -255,6 +255,14 @@ int sl_cache_waiter_cancel(sl_cache_store_t *s, sl_cache_waiter_t *w);
 int sl_cache_publish(sl_cache_store_t *s, sl_cache_builder_t *b, sl_cache_fill_t *fill,
                      uint64_t now_ms, sl_cache_obj_t **out);
 
+/* Complete a fill by handing the built object to its waiters (and *out) WITHOUT storing it:
+ * request deduplication of answers that may not be cached. Waiters get SL_CACHE_PUBLISHED
+ * with the object, exactly as from sl_cache_publish; nothing stays in the table, and the
+ * object's charge returns to the budget when the last reference goes. 0, or SL_EINVAL
+ * (as sl_cache_publish; fill NULL). Any thread. */
+int sl_cache_share(sl_cache_store_t *s, sl_cache_builder_t *b, sl_cache_fill_t *fill,
+                   sl_cache_obj_t **out);
+
 /* End a fill without an object. outcome SL_CACHE_NOT_STORABLE: waiters are told to go upstream
  * themselves and, when pass_ms > 0, the key (with the fill's secondary key) is hit-for-pass
  * until now_ms + pass_ms: sl_cache_begin answers PASS, no coalescing. SL_CACHE_ABANDONED: the

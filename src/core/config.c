@@ -2298,8 +2298,8 @@ static void finish_alerts(conf_ctx_t *c)
 }
 
 static const struct field cache_fields[] = {
-    FLD_SIZE("memory", sl_cache_conf_t, memory, 64 * 1024, UINT64_MAX / 2),
-    FLD_SIZE("max_object", sl_cache_conf_t, max_object, 1, UINT64_MAX / 2),
+    FLD_SIZE("memory", sl_cache_conf_t, memory, 64 * 1024, 1ull << 40),
+    FLD_SIZE("max_object", sl_cache_conf_t, max_object, 1, 1ull << 40),
     FLD_BOOL("coalesce", sl_cache_conf_t, coalesce),
     FLD_DURATION("lock_timeout", sl_cache_conf_t, lock_timeout_ms, 1),
     FLD_DURATION("hit_for_pass", sl_cache_conf_t, hit_for_pass_ms, 0),
@@ -2447,6 +2447,12 @@ static void resolve_services(conf_ctx_t *c, yaml_node_t *root)
                         (size_t)(r - cfg->routes), quote(&q, r->service, strlen(r->service)));
         r->service_index = found;
     }
+    for (uint32_t i = 0; i < cfg->nroutes; i++)
+        if (cfg->routes[i].cache.enabled && cfg->routes[i].dedupe)
+            vreport_at(c, cfg->routes[i].line, cfg->routes[i].col,
+                       "routes[%u]: dedupe is for routes without cache (a caching route "
+                       "already coalesces its misses)",
+                       i);
 }
 
 static void check_admin_listen(conf_ctx_t *c, yaml_node_t *root)

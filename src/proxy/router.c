@@ -438,7 +438,7 @@ size_t sl_gateway_state_size(void)
  * invalidate cached answers), else straight to the service. */
 static inline void forward(sl_exchange_t *x, const sl_gateway_t *g, const sl_route_t *rt)
 {
-    if (g->cache && sl_hcache_handle(g->cache, x, &rt->conf->cache, rt->service))
+    if (g->cache && sl_hcache_handle(g->cache, x, rt->conf, rt->service))
         return;
     sl_proxy_start(x, rt->service);
 }

@@ -762,3 +762,70 @@ def test_config_errors(start_sluice, origin, tmp_path):
     r = subprocess.run([str(SLUICE_BIN), "-t", "-c", str(p)], capture_output=True, text=True,
                        timeout=10)
     assert r.returncode != 0 and "ttl" in r.stderr
+
+
+# ---- deduplication without caching ---------------------------------------------------------
+
+def dedupe_config(origin):
+    return sluice_config(services={"s": {"keepalive": 64,
+                                         "servers": [{"address": origin.address}]}},
+                         routes=[{"match": {"path_prefix": "/"}, "service": "s",
+                                  "dedupe": True}])
+
+
+def test_dedupe_shares_one_unstorable_answer(origin, start_sluice):
+    delay = 0.3 if not SAN else 1.5
+    origin.answers["/dd"] = {"headers": {"Cache-Control": "private, no-store"},
+                             "body": b"personal", "delay": delay}
+    sl = start_sluice(dedupe_config(origin))
+    res = concurrent_gets(sl.port, "/dd", 50, {"Authorization": "Bearer A"})
+    assert all(st == 200 and b == b"personal" for st, _, b in res)
+    assert origin.count("/dd") == 1
+    assert sum(1 for _, h, _ in res if h.get("x-cache") == "COALESCED") == 49
+    # nothing was stored: the next request goes upstream again
+    r = get(sl.port, "/dd", {"Authorization": "Bearer A"})
+    assert r.status == 200 and origin.count("/dd") == 2
+
+
+def test_dedupe_keeps_credentials_apart(origin, start_sluice):
+    delay = 0.4 if not SAN else 1.5
+    origin.answers["/who"] = {"headers": {"Cache-Control": "private"}, "delay": delay}
+    sl = start_sluice(dedupe_config(origin))
+    out = {}
+
+    def run(name, hdrs):
+        out[name] = concurrent_gets(sl.port, "/who", 10, hdrs)
+
+    ts = [threading.Thread(target=run, args=("a", {"Authorization": "Bearer A"})),
+          threading.Thread(target=run, args=("b", {"Authorization": "Bearer B"})),
+          threading.Thread(target=run, args=("c", {"Cookie": "s=1"})),
+          threading.Thread(target=run, args=("n", {}))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
+    assert all(len(v) == 10 and all(st == 200 for st, _, _ in v) for v in out.values())
+    assert origin.count("/who") == 4  # one per distinct credential set
+    auths = [h.get("authorization") for m, p, h in origin.requests if p == "/who"]
+    assert sorted(a or "" for a in auths) == ["", "", "Bearer A", "Bearer B"]
+
+
+def test_dedupe_never_shares_set_cookie(origin, start_sluice):
+    delay = 0.3 if not SAN else 1.5
+    origin.answers["/login"] = {"headers": {"Set-Cookie": "session=new"}, "delay": delay}
+    sl = start_sluice(dedupe_config(origin))
+    res = concurrent_gets(sl.port, "/login", 10)
+    assert all(st == 200 for st, _, _ in res)
+    assert origin.count("/login") == 10
+
+
+def test_dedupe_with_cache_is_a_config_error(origin, tmp_path):
+    import subprocess
+    from conftest import SLUICE_BIN, to_yaml
+    cfg = cache_config(origin)
+    cfg["routes"][0]["dedupe"] = True
+    p = tmp_path / "dd.yaml"
+    p.write_text(to_yaml(cfg) + "\n")
+    r = subprocess.run([str(SLUICE_BIN), "-t", "-c", str(p)], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode != 0 and "dedupe" in r.stderr

@@ -711,6 +711,50 @@ static void test_begin_basics(void **state)
     sl_cache_store_free(s);
 }
 
+/* sl_cache_share hands the object to the waiters but stores nothing; its bytes go back to
+ * the budget with the last reference (request deduplication). */
+static void test_share(void **state)
+{
+    (void)state;
+    sl_cache_store_t *s = mkstore(1 << 20, 64 << 10, 0);
+    struct rq q1, q2;
+    sl_cache_fill_t f1, f2;
+    struct wctx w2;
+    sl_cache_obj_t *o, *mine;
+    sl_cache_fill_init(&f1);
+    sl_cache_fill_init(&f2);
+    wctx_init(&w2);
+    rq_init(&q1, "h/dd", NULL);
+    rq_init(&q2, "h/dd", NULL);
+    assert_int_equal(sl_cache_begin(s, &q1.req, 1, &f1, NULL, &o), SL_CACHE_LEADER);
+    assert_int_equal(sl_cache_begin(s, &q2.req, 1, &f2, &w2.w, &o), SL_CACHE_WAITER);
+    sl_cache_builder_t b;
+    struct put_args a = {.key = "h/dd", .body = 3000, .seed = 4, .expires_ms = 100};
+    assert_int_equal(build(s, &b, &a), 0);
+    assert_int_equal(sl_cache_share(s, &b, NULL, NULL), SL_EINVAL); /* needs the fill */
+    assert_int_equal(sl_cache_share(s, &b, &f1, &mine), 0);
+    assert_int_equal(w2.calls, 1);
+    assert_int_equal(w2.outcome, SL_CACHE_PUBLISHED);
+    assert_ptr_equal(w2.obj, mine);
+    assert_true(body_ok(w2.obj, 3000, 4));
+    assert_int_equal(sl_cache_obj_refs(mine), 2); /* publisher and waiter: not the table */
+    sl_cache_stats_t st = stats(s);
+    assert_int_equal(st.objects, 0);
+    assert_int_equal(st.fills, 0);
+    assert_true(st.bytes >= 3000);
+    /* not stored: the next request leads again */
+    sl_cache_fill_init(&f1);
+    q1.now = 2;
+    assert_int_equal(sl_cache_begin(s, &q1.req, 2, &f1, NULL, &o), SL_CACHE_LEADER);
+    sl_cache_fill_abandon(s, &f1, SL_CACHE_ABANDONED, 2, 0);
+    sl_cache_obj_release(w2.obj);
+    sl_cache_obj_release(mine);
+    st = stats(s);
+    assert_int_equal(st.bytes, 0);
+    assert_quiet(s);
+    sl_cache_store_free(s);
+}
+
 /* A fill started before the key's Vary was known answers every request; a waiter wanting
  * another variant sees it does not match and begins again, now under the known names. */
 static void test_coalesce_vary(void **state)
@@ -1463,7 +1507,7 @@ int main(void)
         cmocka_unit_test(test_max_object),
         cmocka_unit_test(test_begin_basics),
         cmocka_unit_test(test_coalesce_vary),
-        cmocka_unit_test(test_abandon),
+        cmocka_unit_test(test_abandon), cmocka_unit_test(test_share),
         cmocka_unit_test(test_pass_bound),
         cmocka_unit_test(test_waiter_bound),
         cmocka_unit_test(test_purge),

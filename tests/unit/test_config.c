@@ -689,15 +689,11 @@ static void test_duplicate_keys(void **state)
 static void test_not_supported_yet(void **state)
 {
     (void)state;
-    static const char *const top[] = {"cache"};
-    static const char *const route[] = {"cache", "static"};
+    static const char *const route[] = {"static"};
     char yaml[512], msg[128];
 
-    for (size_t i = 0; i < sizeof(top) / sizeof(top[0]); i++) {
-        snprintf(yaml, sizeof(yaml), "workers: 1\n%s: {x: 1}\n", top[i]);
-        snprintf(msg, sizeof(msg), "%s is not supported in this build yet", top[i]);
-        expect_error(yaml, 2, 1, msg);
-    }
+    expect_error("workers: 1\ncache: {redis: true}\n", 2, 9,
+                 "cache.redis is not supported in this build yet");
     for (size_t i = 0; i < sizeof(route) / sizeof(route[0]); i++) {
         snprintf(yaml, sizeof(yaml),
                  SVC "routes:\n  - match: {path_prefix: /}\n    service: blog\n    %s: 1\n",
@@ -707,6 +703,66 @@ static void test_not_supported_yet(void **state)
     }
     expect_error("listen:\n  - {address: 0.0.0.0:443, tls: {cert: c.pem, key: k.pem}}\n", 2, 28,
                  "listen[0].tls is not supported in this build yet");
+}
+
+/* cache: the store's bounds and switches; a route's cache options; dedupe. */
+static void test_cache_keys(void **state)
+{
+    (void)state;
+    sl_config_t *cfg = load_ok(SVC "routes:\n  - match: {path_prefix: /}\n    service: blog\n");
+    assert_int_equal(cfg->cache.memory, 256u << 20); /* defaults */
+    assert_int_equal(cfg->cache.max_object, 8u << 20);
+    assert_int_equal(cfg->cache.coalesce, 1);
+    assert_int_equal(cfg->cache.lock_timeout_ms, 5000);
+    assert_int_equal(cfg->cache.hit_for_pass_ms, 5000);
+    assert_int_equal(cfg->cache.max_waiters, 10000);
+    assert_int_equal(cfg->routes[0].cache.enabled, 0);
+    assert_int_equal(cfg->routes[0].dedupe, 0);
+    sl_config_free(cfg);
+
+    cfg = load_ok("cache: {memory: 64m, max_object: 1m, coalesce: false, lock_timeout: 2s,\n"
+                  "        hit_for_pass: 0s, max_waiters: 50}\n" SVC
+                  "routes:\n"
+                  "  - match: {path_prefix: /a}\n    service: blog\n"
+                  "    cache: {ttl: 5m, stale_while_revalidate: 30s, stale_if_error: 1h,\n"
+                  "            override: yes, allow_set_cookie: true}\n"
+                  "  - match: {path_prefix: /b}\n    service: blog\n    cache: {}\n"
+                  "  - match: {path_prefix: /c}\n    service: blog\n    cache: {enabled: off}\n"
+                  "  - match: {path_prefix: /d}\n    service: blog\n    dedupe: true\n");
+    assert_int_equal(cfg->cache.memory, 64u << 20);
+    assert_int_equal(cfg->cache.max_object, 1u << 20);
+    assert_int_equal(cfg->cache.coalesce, 0);
+    assert_int_equal(cfg->cache.lock_timeout_ms, 2000);
+    assert_int_equal(cfg->cache.hit_for_pass_ms, 0);
+    assert_int_equal(cfg->cache.max_waiters, 50);
+    const sl_route_cache_conf_t *a = &cfg->routes[0].cache;
+    assert_int_equal(a->enabled, 1);
+    assert_int_equal(a->ttl_ms, 300000);
+    assert_int_equal(a->swr_ms, 30000);
+    assert_int_equal(a->sie_ms, 3600000);
+    assert_int_equal(a->override, 1);
+    assert_int_equal(a->allow_set_cookie, 1);
+    assert_int_equal(cfg->routes[1].cache.enabled, 1);
+    assert_int_equal(cfg->routes[1].cache.ttl_ms, 0);
+    assert_int_equal(cfg->routes[2].cache.enabled, 0);
+    assert_int_equal(cfg->routes[3].dedupe, 1);
+    sl_config_free(cfg);
+
+    expect_error("cache: {memory: 1k}\n", 1, 17, "cache.memory: \"1k\" is out of range (64k..1024g)");
+    expect_error("cache: {coalesce: maybe}\n", 1, 19,
+                 "cache.coalesce: expected true or false, got \"maybe\"");
+    expect_error("cache: {max_waiters: 0}\n", 1, 22, "cache.max_waiters: 0 is out of range (1..1000000)");
+    expect_error(SVC "routes:\n  - match: {path_prefix: /}\n    service: blog\n"
+                     "    cache: {ttl: soon}\n",
+                 7, 18, "routes[0].cache.ttl: bad duration \"soon\" (expected e.g. 500ms, 10s, 5m)");
+    expect_error(SVC "routes:\n  - match: {path_prefix: /}\n    service: blog\n"
+                     "    cache: {tll: 5s}\n",
+                 7, 13, "unknown key \"tll\" in routes[0].cache");
+    expect_error(SVC "routes:\n  - match: {path_prefix: /}\n    service: blog\n"
+                     "    cache: {}\n    dedupe: true\n",
+                 5, 5,
+                 "routes[0]: dedupe is for routes without cache (a caching route already "
+                 "coalesces its misses)");
 }
 
 /* alerts: a list of rules, or {defaults, webhook, rules}; expressions checked with their
@@ -1137,7 +1193,7 @@ static void test_several_errors(void **state)
     (void)state;
     static const char yaml[] = "listn: 1.2.3.4:80\n"                      /* 1 */
                                "workers: 0\n"                             /* 2 */
-                               "cache: {memory: 256m}\n"                  /* 3 */
+                               "cache: {redis: true}\n"                   /* 3 */
                                "services:\n"                              /* 4 */
                                "  blog:\n"                                /* 5 */
                                "    timeouts: {connect: 5x}\n"            /* 6 */
@@ -1155,7 +1211,7 @@ static void test_several_errors(void **state)
     } want[] = {
         {1, 1, "unknown key \"listn\" in top level"},
         {2, 10, "workers: 0 is out of range (1..256 or auto)"},
-        {3, 1, "cache is not supported in this build yet"},
+        {3, 9, "cache.redis is not supported in this build yet"},
         {6, 25,
          "services.blog.timeouts.connect: bad duration \"5x\" (expected e.g. 500ms, "
          "10s, 5m)"},
@@ -1330,6 +1386,7 @@ int main(void)
         cmocka_unit_test(test_route_errors),
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_not_supported_yet),
+        cmocka_unit_test(test_cache_keys),
         cmocka_unit_test(test_alerts),
         cmocka_unit_test(test_autoscale),
         cmocka_unit_test(test_alert_expr),
