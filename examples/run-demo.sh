@@ -40,6 +40,7 @@ sluice demo: sluice on 127.0.0.1:8080 runs the blog backend itself (3 to 20 inst
 build/demo-origin on 127.0.0.1:8001-8020, scaled on CPU as a Kubernetes HPA would).
 Try, from another terminal:
   curl http://127.0.0.1:8080/api/blog/posts
+  curl -i http://127.0.0.1:8080/api/blog/posts/1   # cached: X-Cache: MISS, then HIT, and Age
   curl -i http://127.0.0.1:8080/health        # X-Origin: shows which instance answered
   curl -d 'Great post!' http://127.0.0.1:8080/api/blog/customer-review
   open http://127.0.0.1:9901/                 # the status page: traffic, instances, alerts

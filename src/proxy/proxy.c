@@ -327,7 +327,8 @@ static sl_buf_t *build_request(px_t *p)
         PUTS(&w, "1.1 sluice\r\n");
     if (!id_seen)
         put_request_id(&w, x);
-    put(&w, p->up_extra, p->up_extra_len);
+    if (p->up_extra_len)
+        put(&w, p->up_extra, p->up_extra_len);
     int kind = sl_http1_request_body(r);
     if (kind == SL_BODY_LENGTH || (r->flags & SL_HF_CONTENT_LENGTH)) {
         PUTS(&w, "Content-Length: ");

@@ -6,7 +6,7 @@
 #ifndef SL_ROUTER_H
 #define SL_ROUTER_H
 
-#include "../cache/http_cache.h"
+#include "http_cache.h"
 #include "../core/config.h"
 #include "../core/metrics.h"
 #include "../http/conn.h"

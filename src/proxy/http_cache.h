@@ -12,7 +12,7 @@
 #include "../core/config.h"
 #include "../core/metrics.h"
 #include "../http/conn.h"
-#include "../proxy/upstream.h"
+#include "upstream.h"
 
 typedef struct sl_hcache sl_hcache_t;
 

@@ -26,9 +26,9 @@
 #include <strings.h>
 
 #include "../core/log.h"
-#include "../proxy/proxy.h"
-#include "cachecontrol.h"
-#include "store.h"
+#include "proxy.h"
+#include "../cache/cachecontrol.h"
+#include "../cache/store.h"
 
 #define KEY_MAX 2048     /* longer keys are not cached */
 #define SCRATCH_MAX 1024 /* the request's secondary key (Vary values) */
