@@ -261,6 +261,7 @@ static void control_close(server_t *s)
         uv_close((uv_handle_t *)&s->admin, NULL);
     s->admin_open = 0;
     sl_conn_close_all(&s->control);
+    sl_hcache_worker_close(s->gw.cache, &s->control);
     for (int i = 0; i < 3; i++)
         uv_close((uv_handle_t *)&s->sig[i], NULL);
     uv_close((uv_handle_t *)&s->worker_exit, NULL);
@@ -639,6 +640,10 @@ int sl_server_run(sl_config_t *cfg)
     sl_timers_init(&ctl->timers, &ctl->loop);
     ctl->timers.data = ctl;
     ctl->timers.on_tick = control_tick;
+    if (sl_hcache_worker_init(s->gw.cache, ctl)) { /* purges, and their broadcast */
+        sl_log_error("cache: out of memory");
+        return 1;
+    }
     int afd = bind_socket(&cfg->admin_listen, 0);
     if (afd < 0) {
         sl_log_error("admin listen %s: %s", cfg->admin_listen.text, strerror(-afd));

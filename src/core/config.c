@@ -2304,7 +2304,7 @@ static const struct field cache_fields[] = {
     FLD_DURATION("lock_timeout", sl_cache_conf_t, lock_timeout_ms, 1),
     FLD_DURATION("hit_for_pass", sl_cache_conf_t, hit_for_pass_ms, 0),
     FLD_UINT("max_waiters", sl_cache_conf_t, max_waiters, 0, 1, 1000000),
-    FLD_LATER("redis"),
+    FLD_BOOL("redis", sl_cache_conf_t, redis),
 };
 static const struct table cache_table = {TABLE(cache_fields), .line_offset = NO_OFFSET};
 
@@ -2446,6 +2446,18 @@ static void resolve_services(conf_ctx_t *c, yaml_node_t *root)
             report_mark(c, c->refs[i].mark, "routes[%zu]: service %s is not defined",
                         (size_t)(r - cfg->routes), quote(&q, r->service, strlen(r->service)));
         r->service_index = found;
+    }
+}
+
+/* The cache's cross-key rules: its Redis tier needs redis:, dedupe excludes cache:. */
+static void check_cache(conf_ctx_t *c, yaml_node_t *root)
+{
+    sl_config_t *cfg = c->cfg;
+    if (cfg->cache.redis && !cfg->redis.enabled) {
+        yaml_node_t *ck = NULL;
+        map_get(c, root, "cache", &ck);
+        yaml_mark_t m = ck ? ck->start_mark : root->start_mark;
+        report_mark(c, m, "cache.redis: needs a top-level redis: {address: ...}");
     }
     for (uint32_t i = 0; i < cfg->nroutes; i++)
         if (cfg->routes[i].cache.enabled && cfg->routes[i].dedupe)
@@ -2617,6 +2629,7 @@ static void load_document(conf_ctx_t *c, const char *data, size_t len)
     } else {
         parse_table(c, root, "", &top_table, c->cfg, NULL);
         resolve_services(c, root);
+        check_cache(c, root);
         check_admin_listen(c, root);
         finish_routes(c->cfg);
         finish_limits(c);

@@ -199,6 +199,7 @@ typedef struct sl_cache_conf {
     uint64_t lock_timeout_ms; /* a waiter goes upstream itself after this (default 5s) */
     uint64_t hit_for_pass_ms; /* an unstorable answer stops coalescing its key this long */
     uint32_t max_waiters;     /* waiters per fill (default 10000) */
+    int redis;                /* the L2 tier in the top-level redis (default off) */
 } sl_cache_conf_t;
 
 /* One alert rule (alerts: list, or alerts.rules). A rule named like a built-in one

@@ -556,6 +556,47 @@ release:
     return 0;
 }
 
+sl_exchange_t *sl_conn_detached(sl_worker_t *w, const sl_conn_cfg_t *cfg, const sl_exchange_t *from)
+{
+    const sl_conn_t *fc = from->conn;
+    if (!fc->rbuf || !fc->head_len)
+        return NULL;
+    sl_conn_t *c = calloc(1, sizeof(*c));
+    sl_buf_t *b = c ? sl_buf_get(&w->bufs) : NULL;
+    if (!b || b->size < fc->head_len) {
+        if (b)
+            sl_buf_put(&w->bufs, b);
+        free(c);
+        return NULL;
+    }
+    c->w = w;
+    c->cfg = cfg;
+    c->state = ST_CLOSED; /* whatever is sent goes nowhere */
+    c->detached = 1;
+    c->rbuf = b;
+    memcpy(c->peer, fc->peer, sizeof(c->peer));
+    c->peer_len = fc->peer_len;
+    c->peer_hash = fc->peer_hash;
+    memcpy(b->data, fc->rbuf->data, fc->head_len);
+    b->len = fc->head_len;
+    sl_exchange_t *x = exchange_get(c);
+    size_t scan = 0;
+    if (!x || sl_http1_parse_request(b->data, b->len, b->size, &scan, &x->req) != (int)b->len) {
+        if (x)
+            exchange_put(w, x);
+        sl_buf_put(&w->bufs, b);
+        free(c);
+        return NULL;
+    }
+    c->head_len = b->len;
+    c->x = x;
+    x->start_ns = uv_hrtime();
+    x->body_done = 1;
+    x->dispatched = 1;
+    x->route = from->route;
+    return x;
+}
+
 int sl_conn_keepalive(const sl_exchange_t *x)
 {
     return x->conn->keepalive && !x->conn->w->draining;
@@ -570,6 +611,11 @@ void sl_conn_end(sl_exchange_t *x, int keepalive_ok)
     int body_left = !x->body_done; /* unread request body: the stream is out of sync */
     int refused = !x->dispatched;
     exchange_put(c->w, x);
+    if (c->detached) {
+        sl_buf_put(&c->w->bufs, c->rbuf);
+        free(c);
+        return;
+    }
     if (c->state == ST_CLOSED)
         return;
     if (!keepalive_ok || !c->keepalive || body_left || c->w->draining || c->peer_eof) {

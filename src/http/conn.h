@@ -90,7 +90,7 @@ struct sl_conn {
     uint8_t body_kind;
     uint8_t keepalive : 1, reading : 1, paused : 1, congested : 1, closing : 1, in_process : 1,
         peer_eof : 1, end_pending : 1;
-    uint8_t linger : 1;
+    uint8_t linger : 1, detached : 1;
     uint64_t requests;
     char peer[48];               /* client address as text (46 + room for whole-word copies) */
     uint8_t peer_len;
@@ -117,6 +117,12 @@ int sl_conn_send(sl_exchange_t *x, const uv_buf_t *bufs, unsigned n, sl_buf_t **
  * before this returns if everything was written at once or dropped. */
 int sl_conn_send_ref(sl_exchange_t *x, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned,
                      unsigned nowned, void (*release)(void *arg), void *release_arg);
+
+/* An exchange without a client, for work the gateway does on its own (a cache refresh in
+ * the background): its request is a copy of from's head (from must still be active, and
+ * bodiless), in memory it owns; everything sent on it goes nowhere; sl_conn_end calls
+ * cfg->on_done and frees it. On w's loop; NULL when out of memory. */
+sl_exchange_t *sl_conn_detached(sl_worker_t *w, const sl_conn_cfg_t *cfg, const sl_exchange_t *from);
 
 /* The response is complete. keepalive_ok = 0 forces the connection to close after it
  * (e.g. a response delimited by closing). Frees x (after on_done); the next pipelined

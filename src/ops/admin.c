@@ -832,6 +832,58 @@ static void post_server(sl_exchange_t *x, const char *name, size_t name_len)
 
 /* ---- POST /api/cache/purge ---- */
 
+/* A purge waiting for Redis; x is NULL once its client went away. */
+typedef struct purge_wait {
+    sl_exchange_t *x;
+    size_t purged; /* from this process's memory */
+} purge_wait_t;
+
+static purge_wait_t *purge_of(sl_exchange_t *x);
+
+static void purge_abort(sl_exchange_t *x)
+{
+    purge_wait_t *pw = purge_of(x);
+    if (pw)
+        pw->x = NULL;
+}
+
+static const sl_exchange_ops_t purge_ops = {.abort = purge_abort};
+
+/* The waiting purges (control thread only; at most API_MAX_PENDING). */
+static purge_wait_t *purge_waits[API_MAX_PENDING];
+
+static purge_wait_t *purge_of(sl_exchange_t *x)
+{
+    for (unsigned i = 0; i < API_MAX_PENDING; i++)
+        if (purge_waits[i] && purge_waits[i]->x == x)
+            return purge_waits[i];
+    return NULL;
+}
+
+static void purge_l2_done(void *arg, int rc, uint64_t removed)
+{
+    purge_wait_t *pw = arg;
+    for (unsigned i = 0; i < API_MAX_PENDING; i++)
+        if (purge_waits[i] == pw)
+            purge_waits[i] = NULL;
+    sl_exchange_t *x = pw->x;
+    if (x) {
+        x->ops = NULL;
+        if (rc == 0)
+            reply_json(x, 200,
+                       json_pack("{s:I,s:I}", "purged", (json_int_t)pw->purged, "redis_purged",
+                                 (json_int_t)removed),
+                       NULL);
+        else
+            reply_json(x, 200,
+                       json_pack("{s:I,s:I,s:s}", "purged", (json_int_t)pw->purged,
+                                 "redis_purged", (json_int_t)removed, "redis_error",
+                                 "Redis did not answer in time; its objects expire by TTL"),
+                       NULL);
+    }
+    free(pw);
+}
+
 static void purge_cache(sl_exchange_t *x, const char *name, size_t name_len, const char *body,
                         size_t len)
 {
@@ -898,6 +950,28 @@ static void purge_cache(sl_exchange_t *x, const char *name, size_t name_len, con
     size_t purged = sl_hcache_purge(gw->cache, kind, s, n);
     sl_log_info("admin: %s purged %s %s: %zu objects", x->conn->peer, kinds[kind],
                 quote(q, sizeof(q), s, n), purged);
+    unsigned slot = 0;
+    while (slot < API_MAX_PENDING && purge_waits[slot])
+        slot++;
+    purge_wait_t *pw = slot < API_MAX_PENDING ? calloc(1, sizeof(*pw)) : NULL;
+    if (pw) {
+        pw->x = x;
+        pw->purged = purged;
+        int rc = sl_hcache_purge_l2(gw->cache, kind, s, n, purge_l2_done, pw);
+        if (rc == 0) {
+            purge_waits[slot] = pw; /* the answer waits for Redis */
+            x->ops = &purge_ops;
+            goto out;
+        }
+        free(pw);
+        if (rc == SL_EIO) {
+            reply_json(x, 200,
+                       json_pack("{s:I,s:s}", "purged", (json_int_t)purged, "redis_error",
+                                 "Redis is not connected; its objects expire by TTL"),
+                       NULL);
+            goto out;
+        }
+    }
     reply_json(x, 200, json_pack("{s:I}", "purged", (json_int_t)purged), NULL);
 out:
     json_decref(j);

@@ -27,7 +27,9 @@
 
 #include "../core/log.h"
 #include "proxy.h"
+#include "../cache/cache_redis.h"
 #include "../cache/cachecontrol.h"
+#include "../cache/objcodec.h"
 #include "../cache/store.h"
 
 #define KEY_MAX 2048     /* longer keys are not cached */
@@ -75,7 +77,21 @@ struct sl_hcache {
     sl_counter_t *m_invalid;  /* cache_invalidations_total */
     sl_counter_t *m_timeouts; /* cache_lock_timeouts_total */
     sl_counter_t *m_refused;  /* cache_store_refused_total{reason} */
+    /* The L2 tier (cache.redis): one connection per thread slot, the control thread's
+     * (index 0) for purges and the purge subscription. */
+    int l2;
+    sl_addr_t l2_addr;
+    uint64_t l2_timeout_ms;
+    char l2_prefix[128];
+    sl_l2_t **l2s;
+    sl_counter_t *m_l2;        /* cache_l2_requests_total{result} */
+    sl_counter_t *m_l2_stores; /* cache_l2_stores_total{result} */
+    sl_counter_t *m_refresh;   /* cache_background_refreshes_total{result} */
+    sl_conn_cfg_t bg_cfg;      /* detached refresh exchanges' (on_done: bg_done) */
+    int bg_cfg_set;
 };
+
+enum { L2_HIT = 0, L2_MISS, L2_ERROR, L2_STALE, L2_VARIANT };
 
 /* What a tap does with the answer (hc_x_t.mode). */
 enum { MODE_PASS = 1, MODE_FILL, MODE_INVALIDATE };
@@ -92,6 +108,11 @@ typedef struct hc_x {
     uint8_t background; /* the client was answered (stale); the refresh goes on */
     uint8_t held;       /* we paused the exchange's body while it waited */
     uint8_t dedupe;     /* share one answer among identical requests; store nothing */
+    uint8_t l2_pending; /* a Redis lookup is out (l2_handle) */
+    uint8_t bg;         /* a detached refresh (no client): fetch, store, end */
+    uint8_t stored;     /* this exchange's fill was published */
+    const sl_route_cache_conf_t *rc;
+    void *l2_handle;
     int served_status;
     sl_hcache_t *hc;
     sl_service_t *svc;
@@ -170,6 +191,31 @@ static size_t purge_labels(uint64_t key, char *out, size_t cap, void *arg)
 
 static const char *refused_names[] = {"too_big", "no_memory", "head_too_large"};
 
+static size_t refresh_labels(uint64_t key, char *out, size_t cap, void *arg)
+{
+    (void)arg;
+    static const char *k[] = {"stored", "not_stored", "not_needed", "failed"};
+    int n = snprintf(out, cap, "result=\"%s\"", key < 4 ? k[key] : "other");
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+enum { RF_STORED = 0, RF_NOT_STORED, RF_NOT_NEEDED, RF_FAILED };
+
+static size_t l2_labels(uint64_t key, char *out, size_t cap, void *arg)
+{
+    (void)arg;
+    static const char *k[] = {"hit", "miss", "error", "stale", "variant"};
+    int n = snprintf(out, cap, "result=\"%s\"", key < 5 ? k[key] : "other");
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+static size_t l2_store_labels(uint64_t key, char *out, size_t cap, void *arg)
+{
+    (void)arg;
+    int n = snprintf(out, cap, "result=\"%s\"", key == 0 ? "sent" : "dropped");
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
 static size_t refused_labels(uint64_t key, char *out, size_t cap, void *arg)
 {
     (void)arg;
@@ -246,6 +292,19 @@ static void collect(sl_textbuf_t *t, void *arg)
         (unsigned long long)st.purged, (unsigned long long)st.fills,
         (unsigned long long)st.waiters, (unsigned long long)st.busy,
         (unsigned long long)st.pass_marks);
+    const sl_l2_t *ctl = hc->l2s ? hc->l2s[0] : NULL; /* this (the control) thread's */
+    if (ctl) {
+        const sl_l2_stats_t *ls = sl_l2_stats(ctl);
+        sl_text_printf(t,
+                       "# HELP cache_l2_connected 1 when the control thread's Redis connection "
+                       "(purges and their broadcast) is up.\n"
+                       "# TYPE cache_l2_connected gauge\ncache_l2_connected %d\n"
+                       "# HELP cache_l2_purge_messages_total Purges received from other "
+                       "instances.\n"
+                       "# TYPE cache_l2_purge_messages_total counter\n"
+                       "cache_l2_purge_messages_total %llu\n",
+                       ls->connected ? 1 : 0, (unsigned long long)ls->purge_messages);
+    }
 }
 
 /* ---- set-up ---- */
@@ -294,13 +353,41 @@ int sl_hcache_new(const sl_config_t *cfg, int nthreads, sl_hcache_t **out)
                                         "Waiters that gave up on a fill after "
                                         "cache.lock_timeout and went upstream themselves.",
                                         NULL, NULL);
+    hc->m_refresh = sl_metrics_counter("cache_background_refreshes_total",
+                                       "Stale-while-revalidate refreshes run in the "
+                                       "background, by result: stored, not_stored, "
+                                       "not_needed (another request refreshed first), failed "
+                                       "(no memory).",
+                                       refresh_labels, NULL);
     hc->m_refused = sl_metrics_counter("cache_store_refused_total",
                                        "Storable answers not stored, by reason: too_big "
                                        "(cache.max_object), no_memory (budget full of objects "
                                        "in use), head_too_large.",
                                        refused_labels, NULL);
+    if (cfg->cache.redis && cfg->redis.enabled) {
+        hc->l2 = 1;
+        hc->l2_addr = cfg->redis.addr;
+        hc->l2_timeout_ms = cfg->redis.timeout_ms;
+        snprintf(hc->l2_prefix, sizeof(hc->l2_prefix), "%s",
+                 cfg->redis.key_prefix ? cfg->redis.key_prefix : "sluice:");
+        hc->l2s = calloc((size_t)nthreads, sizeof(*hc->l2s));
+        hc->m_l2 = sl_metrics_counter("cache_l2_requests_total",
+                                      "L1 misses looked up in Redis, by result: hit, miss, "
+                                      "stale (found but not fresh), variant (another Vary "
+                                      "variant), error (down, slow or bad).",
+                                      l2_labels, NULL);
+        hc->m_l2_stores = sl_metrics_counter("cache_l2_stores_total",
+                                             "Objects written to Redis, by result: sent, "
+                                             "dropped (not connected).",
+                                             l2_store_labels, NULL);
+        if (!hc->l2s || !hc->m_l2 || !hc->m_l2_stores) {
+            sl_hcache_free(hc);
+            return SL_ENOMEM;
+        }
+    }
     sl_metrics_collector(collect, hc);
-    if (!hc->m_results || !hc->m_purges || !hc->m_invalid || !hc->m_timeouts || !hc->m_refused) {
+    if (!hc->m_results || !hc->m_purges || !hc->m_invalid || !hc->m_timeouts || !hc->m_refused ||
+        !hc->m_refresh) {
         sl_hcache_free(hc);
         return SL_ENOMEM;
     }
@@ -323,11 +410,13 @@ void sl_hcache_free(sl_hcache_t *hc)
         pthread_mutex_destroy(&q->mu);
     }
     free(hc->wq);
+    free(hc->l2s); /* each closed by its loop's sl_hcache_worker_close */
     sl_cache_store_free(hc->store);
     free(hc);
 }
 
 static void wake_cb(uv_async_t *a);
+static void purge_message(void *arg, int kind, const char *s, size_t n);
 
 int sl_hcache_worker_init(sl_hcache_t *hc, sl_worker_t *w)
 {
@@ -341,6 +430,14 @@ int sl_hcache_worker_init(sl_hcache_t *hc, sl_worker_t *w)
         return rc;
     q->async.data = q;
     q->open = 1;
+    if (hc->l2) {
+        sl_l2_t *l2 = sl_l2_new(&w->loop, &hc->l2_addr, hc->l2_timeout_ms, hc->l2_prefix);
+        if (!l2)
+            return SL_ENOMEM;
+        hc->l2s[w->index] = l2;
+        if (w->index == 0 && sl_l2_subscribe(l2, purge_message, hc) != 0)
+            return SL_ENOMEM;
+    }
     return 0;
 }
 
@@ -355,6 +452,10 @@ void sl_hcache_worker_close(sl_hcache_t *hc, sl_worker_t *w)
     pthread_mutex_unlock(&q->mu);
     if (was_open)
         uv_close((uv_handle_t *)&q->async, NULL);
+    if (hc->l2s && hc->l2s[w->index]) {
+        sl_l2_close(hc->l2s[w->index]);
+        hc->l2s[w->index] = NULL;
+    }
 }
 
 /* ---- keys ---- */
@@ -749,6 +850,216 @@ static void wait_abort(sl_exchange_t *x)
         n->x = NULL; /* the queue frees it when its outcome arrives */
 }
 
+/* ---- the L2 tier (Redis) ---- */
+
+static void l2_abort(sl_exchange_t *x);
+static const sl_exchange_ops_t l2_ops = {.abort = l2_abort};
+static void l2_got(void *arg, int rc, const char *data, size_t len);
+
+static sl_l2_t *l2_of(const sl_hcache_t *hc, const sl_worker_t *w)
+{
+    return hc->l2s && w->index >= 0 && w->index < hc->nthreads ? hc->l2s[w->index] : NULL;
+}
+
+/* Ask Redis for x's key (x leads the fill meanwhile). 0: l2_got will go on; -1: no L2. */
+static int l2_lookup(sl_exchange_t *x)
+{
+    hc_x_t *s = HC(x);
+    sl_l2_t *l2 = l2_of(s->hc, x->conn->w);
+    if (!l2)
+        return -1;
+    if (sl_l2_get(l2, s->creq.key.p, s->creq.key.len, l2_got, x, &s->l2_handle) != 0) {
+        sl_counter_add(s->hc->m_l2, L2_ERROR, 1);
+        return -1;
+    }
+    s->l2_pending = 1;
+    x->ops = &l2_ops;
+    if (!s->held && !s->bg) { /* a detached refresh has no body to hold */
+        s->held = 1;
+        sl_conn_pause(x);
+    }
+    return 0;
+}
+
+static void l2_abort(sl_exchange_t *x)
+{
+    hc_x_t *s = HC(x);
+    if (s->l2_pending) {
+        s->l2_pending = 0;
+        sl_l2_cancel(l2_of(s->hc, x->conn->w), s->l2_handle);
+    }
+}
+
+/* An object from Redis as an L1 object for x's fill, or NULL (with the L2 result to count)
+ * when it cannot serve x: malformed, another variant, not fresh for this request. */
+static sl_cache_obj_t *l2_adopt(sl_exchange_t *x, const char *data, size_t len, int *why)
+{
+    hc_x_t *s = HC(x);
+    sl_worker_t *w = x->conn->w;
+    sl_objcodec_t o;
+    hc_meta_t meta;
+    sl_http_response_t st;
+    size_t scan = 0;
+    *why = L2_ERROR;
+    if (sl_objcodec_decode(data, len, &o) || o.meta_size != sizeof(meta) ||
+        o.ntags > SL_CACHE_MAX_TAGS ||
+        sl_http1_parse_response(o.head.p, o.head.len, o.head.len, &scan, &st) !=
+            (int)o.head.len)
+        return NULL;
+    memcpy(&meta, o.meta, sizeof(meta));
+    *why = L2_VARIANT;
+    if (o.vary.len) {
+        char key[SCRATCH_MAX];
+        int k = vary_cb(x, o.vary.p, o.vary.len, key, sizeof(key));
+        if (k < 0 || (size_t)k != o.skey.len || memcmp(key, o.skey.p, o.skey.len) != 0)
+            return NULL;
+    } else if (o.skey.len) {
+        return NULL;
+    }
+    *why = L2_STALE;
+    sl_cc_decision_t d;
+    int a = sl_cc_lookup(&meta.e, &s->reqcc, &s->ccr, (int64_t)sl_worker_wall_ms(w), &d);
+    if (a != SL_CC_ACT_FRESH && a != SL_CC_ACT_STALE_OK)
+        return NULL;
+    *why = L2_ERROR;
+    sl_cache_obj_spec_t spec;
+    memset(&spec, 0, sizeof(spec));
+    spec.key = s->creq.key;
+    spec.vary = o.vary;
+    spec.skey = o.skey;
+    spec.head = o.head;
+    spec.meta = &meta;
+    spec.tags = o.tags;
+    spec.ntags = o.ntags;
+    spec.body_hint = o.body.len;
+    if (sl_cache_builder_init(s->hc->store, &s->b, &spec) != 0)
+        return NULL;
+    if (o.body.len && sl_cache_builder_append(&s->b, o.body.p, o.body.len) != 0) {
+        sl_cache_builder_discard(&s->b);
+        return NULL;
+    }
+    sl_cache_obj_t *out = NULL;
+    s->leading = 0;
+    if (sl_cache_publish(s->hc->store, &s->b, &s->fill, uv_now(&w->loop), &out) < 0) {
+        sl_cache_builder_discard(&s->b);
+        s->leading = 1; /* the fill is still ours */
+        return NULL;
+    }
+    *why = L2_HIT;
+    return out;
+}
+
+static void l2_got(void *arg, int rc, const char *data, size_t len)
+{
+    sl_exchange_t *x = arg;
+    hc_x_t *s = HC(x);
+    s->l2_pending = 0;
+    int why = rc == 1 ? L2_MISS : L2_ERROR;
+    sl_cache_obj_t *obj = rc == 0 ? l2_adopt(x, data, len, &why) : NULL;
+    sl_counter_add(s->hc->m_l2, (uint64_t)why, 1);
+    if (obj) {
+        x->ops = NULL;
+        serve(x, obj, SL_HC_HIT, 1);
+        return;
+    }
+    go_upstream_resumed(x, MODE_FILL);
+}
+
+/* Write a published object to Redis for as long as it stays usable there. */
+static void l2_store(sl_exchange_t *x, const sl_cache_obj_t *obj)
+{
+    hc_x_t *s = HC(x);
+    sl_worker_t *w = x->conn->w;
+    sl_l2_t *l2 = l2_of(s->hc, w);
+    if (!l2 || s->dedupe)
+        return;
+    const hc_meta_t *m = obj->meta;
+    int64_t ttl = sl_cc_usable_ms(&m->e, &s->ccr, (int64_t)sl_worker_wall_ms(w));
+    if (ttl < 1)
+        return;
+    sl_objcodec_t o;
+    memset(&o, 0, sizeof(o));
+    o.meta = obj->meta;
+    o.meta_size = sizeof(hc_meta_t);
+    o.vary = obj->vary;
+    o.skey = obj->skey;
+    o.head = obj->head;
+    o.body = obj->body;
+    o.ntags = obj->ntags <= SL_OBJCODEC_MAX_TAGS ? obj->ntags : SL_OBJCODEC_MAX_TAGS;
+    for (unsigned i = 0; i < o.ntags; i++)
+        o.tags[i] = obj->tags[i];
+    size_t pre = sl_objcodec_prefix_size(&o);
+    char *buf = malloc(pre);
+    if (!buf || sl_objcodec_encode_prefix(&o, buf, pre) != pre) {
+        free(buf);
+        return;
+    }
+    uv_buf_t iov[2] = {uv_buf_init(buf, (unsigned)pre),
+                       uv_buf_init((char *)obj->body.p, (unsigned)obj->body.len)};
+    int rc = sl_l2_put(l2, obj->key.p, obj->key.len, iov, 2, (uint64_t)ttl, o.tags, o.ntags);
+    sl_counter_add(s->hc->m_l2_stores, rc == 0 ? 0 : 1, 1);
+    free(buf);
+}
+
+static void l2_purged_quietly(void *arg, int rc, uint64_t removed)
+{
+    (void)arg;
+    (void)rc;
+    (void)removed;
+}
+
+/* A purge another instance published: apply it to this process's L1. */
+static void purge_message(void *arg, int kind, const char *p, size_t n)
+{
+    sl_hcache_t *hc = arg;
+    sl_slice_t k = {p, n};
+    if (kind == SL_L2_PURGE_KEY)
+        sl_cache_purge_key(hc->store, k);
+    else if (kind == SL_L2_PURGE_PREFIX)
+        sl_cache_purge_prefix(hc->store, k);
+    else if (kind == SL_L2_PURGE_TAG)
+        sl_cache_purge_tag(hc->store, k);
+}
+
+/* ---- background refreshes (stale-while-revalidate) ---- */
+
+/* A refresh is over: what it did is counted, the proxy's counts released. */
+static void bg_done(sl_exchange_t *x)
+{
+    sl_hcache_done(x);
+    sl_proxy_done(x);
+}
+
+static int cache_init(sl_exchange_t *x, sl_hcache_t *hc, const sl_route_cache_conf_t *rc,
+                      sl_service_t *svc);
+
+static const sl_conn_cfg_t *bg_cfg(sl_hcache_t *hc, const sl_exchange_t *x)
+{
+    if (!hc->bg_cfg_set) { /* every listener's exchanges have the same size */
+        hc->bg_cfg = *x->conn->cfg;
+        hc->bg_cfg.on_done = bg_done;
+        hc->bg_cfg_set = 1;
+    }
+    return &hc->bg_cfg;
+}
+
+static void lookup(sl_exchange_t *x);
+
+/* Run the refresh d (a detached copy of the request that found the answer stale). */
+static void start_refresh(sl_exchange_t *d, sl_hcache_t *hc, const sl_route_cache_conf_t *rc,
+                          sl_service_t *svc)
+{
+    sl_proxy_reset(d);
+    sl_hcache_reset(d);
+    if (!cache_init(d, hc, rc, svc)) {
+        sl_counter_add(hc->m_refresh, RF_FAILED, 1);
+        sl_conn_end(d, 0);
+        return;
+    }
+    HC(d)->bg = 1;
+    lookup(d);
+}
+
 /* ---- the lookup ---- */
 
 static hc_wait_t *take_node(hc_wq_t *q)
@@ -783,6 +1094,19 @@ static void lookup(sl_exchange_t *x)
     int rc = sl_cache_begin(hc->store, &s->creq, mono, &s->fill, n ? &n->w : NULL, &obj);
     if (rc != SL_CACHE_WAITER && n)
         q->spare = n;
+    if (SL_UNLIKELY(s->bg) && rc != SL_CACHE_LEADER) {
+        /* Another request refreshed it first, or is refreshing it now. */
+        if (rc == SL_CACHE_WAITER && !sl_cache_waiter_cancel(hc->store, &n->w)) {
+            n->x = NULL; /* orphaned: the queue frees it */
+        } else if (n && rc == SL_CACHE_WAITER) {
+            q->spare = n;
+        }
+        sl_cache_obj_release(obj);
+        sl_counter_add(hc->m_refresh, RF_NOT_NEEDED, 1);
+        s->bg = 0;
+        sl_conn_end(x, 0);
+        return;
+    }
     switch (rc) {
     case SL_CACHE_HIT:
         x->ops = NULL;
@@ -801,6 +1125,8 @@ static void lookup(sl_exchange_t *x)
                 return;
             }
             s->result = SL_HC_MISS;
+            if (!s->dedupe && l2_lookup(x) == 0)
+                return; /* l2_got goes on */
             go_upstream_resumed(x, MODE_FILL);
             return;
         }
@@ -813,15 +1139,25 @@ static void lookup(sl_exchange_t *x)
             sl_conn_error(x, 504, "not cached fresh enough (only-if-cached)");
             return;
         }
+        if (a == SL_CC_ACT_STALE_WHILE_REVALIDATE && !s->bg) {
+            /* Answer now from the stale object; a detached exchange refreshes it. */
+            sl_exchange_t *bx = sl_conn_detached(w, bg_cfg(hc, x), x);
+            const sl_route_cache_conf_t *rconf = s->rc;
+            sl_service_t *svc = s->svc;
+            abandon(s, SL_CACHE_ABANDONED, 0, mono); /* bx leads the refresh */
+            if (bx)
+                start_refresh(bx, hc, rconf, svc);
+            else
+                sl_counter_add(hc->m_refresh, RF_FAILED, 1);
+            x->ops = NULL;
+            serve(x, obj, SL_HC_STALE, 1);
+            return;
+        }
         s->stale = obj;
         make_conditional(s, obj);
         s->result = SL_HC_MISS;
-        if (a == SL_CC_ACT_STALE_WHILE_REVALIDATE) {
-            /* Answer now from the stale object, then refresh it on this exchange. */
-            sl_cache_obj_ref(obj);
-            serve(x, obj, SL_HC_STALE, 0);
-            s->background = 1;
-        }
+        if (s->bg)
+            s->background = 1; /* swallow the answer: there is no client */
         go_upstream_resumed(x, MODE_FILL);
         return;
     }
@@ -1023,6 +1359,10 @@ static int tap_head(sl_exchange_t *x, const sl_http_response_t *r)
         if (r->status < 400) {
             size_t k = 0;
             k += sl_cache_purge_key(s->hc->store, s->creq.key);
+            sl_l2_t *l2 = l2_of(s->hc, x->conn->w);
+            if (l2)
+                sl_l2_purge(l2, SL_L2_PURGE_KEY, s->creq.key.p, s->creq.key.len,
+                            l2_purged_quietly, NULL);
             for (unsigned i = 0; i < r->nheaders; i++) {
                 const sl_http_header_t *h = &r->headers[i];
                 if (!name_is(h, "location", 8) && !name_is(h, "content-location", 16))
@@ -1051,6 +1391,8 @@ static int tap_head(sl_exchange_t *x, const sl_http_response_t *r)
                     key[len + 1 + j] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
                 }
                 k += sl_cache_purge_key(s->hc->store, (sl_slice_t){key, plen});
+                if (l2)
+                    sl_l2_purge(l2, SL_L2_PURGE_KEY, key, plen, l2_purged_quietly, NULL);
             }
             if (k)
                 sl_counter_add(s->hc->m_invalid, 0, k);
@@ -1144,6 +1486,10 @@ static int tap_end(sl_exchange_t *x, int status)
                        : sl_cache_publish(s->hc->store, &s->b, &s->fill, mono, &out)) < 0) {
             sl_cache_builder_discard(&s->b);
             out = NULL;
+        }
+        if (out) {
+            s->stored = 1;
+            l2_store(x, out);
         }
         if (s->then == THEN_SERVE_NEW && out) {
             serve(x, out, SL_HC_REVALIDATED, 1);
@@ -1259,26 +1605,8 @@ int sl_hcache_handle(sl_hcache_t *hc, sl_exchange_t *x, const sl_route_conf_t *r
         lookup(x);
         return 1;
     }
-    size_t kl = build_key(r, s->key, sizeof(s->key));
-    if (!kl)
+    if (!cache_init(x, hc, rc, svc))
         return 0;
-    memset(s, 0, offsetof(hc_x_t, cond));
-    s->active = 1;
-    s->hc = hc;
-    s->svc = svc;
-    s->ccr.ttl_ms = rc->ttl_ms;
-    s->ccr.swr_ms = rc->swr_ms;
-    s->ccr.sie_ms = rc->sie_ms;
-    s->ccr.override = (uint8_t)rc->override;
-    s->ccr.allow_set_cookie = (uint8_t)rc->allow_set_cookie;
-    sl_cc_request_directives(r->headers, r->nheaders, &s->reqcc);
-    s->creq.key = (sl_slice_t){s->key, kl};
-    s->creq.vary = vary_cb;
-    s->creq.fresh = fresh_cb;
-    s->creq.arg = x;
-    s->creq.scratch = s->scratch;
-    s->creq.scratch_cap = sizeof(s->scratch);
-    s->creq.flags = m == SL_M_HEAD ? SL_CACHE_NO_LEAD : 0;
     /* If-Match / If-Unmodified-Since are the origin's to judge (RFC 9111 §4.3.2). */
     for (unsigned i = 0; i < r->nheaders; i++) {
         const sl_http_header_t *h = &r->headers[i];
@@ -1292,6 +1620,36 @@ int sl_hcache_handle(sl_hcache_t *hc, sl_exchange_t *x, const sl_route_conf_t *r
     return 1;
 }
 
+/* x's cache state for a GET or HEAD on a caching route. 0 when its key does not fit. */
+static int cache_init(sl_exchange_t *x, sl_hcache_t *hc, const sl_route_cache_conf_t *rc,
+                      sl_service_t *svc)
+{
+    const sl_http_request_t *r = &x->req;
+    hc_x_t *s = HC(x);
+    size_t kl = build_key(r, s->key, sizeof(s->key));
+    if (!kl)
+        return 0;
+    memset(s, 0, offsetof(hc_x_t, cond));
+    s->active = 1;
+    s->hc = hc;
+    s->svc = svc;
+    s->rc = rc;
+    s->ccr.ttl_ms = rc->ttl_ms;
+    s->ccr.swr_ms = rc->swr_ms;
+    s->ccr.sie_ms = rc->sie_ms;
+    s->ccr.override = (uint8_t)rc->override;
+    s->ccr.allow_set_cookie = (uint8_t)rc->allow_set_cookie;
+    sl_cc_request_directives(r->headers, r->nheaders, &s->reqcc);
+    s->creq.key = (sl_slice_t){s->key, kl};
+    s->creq.vary = vary_cb;
+    s->creq.fresh = fresh_cb;
+    s->creq.arg = x;
+    s->creq.scratch = s->scratch;
+    s->creq.scratch_cap = sizeof(s->scratch);
+    s->creq.flags = r->method_id == SL_M_HEAD ? SL_CACHE_NO_LEAD : 0;
+    return 1;
+}
+
 void sl_hcache_done(sl_exchange_t *x)
 {
     hc_x_t *s = HC(x);
@@ -1300,21 +1658,30 @@ void sl_hcache_done(sl_exchange_t *x)
     s->active = 0;
     if (s->wait)
         wait_abort(x);
+    if (s->l2_pending)
+        l2_abort(x);
+    if (s->bg)
+        sl_counter_add(s->hc->m_refresh, s->stored ? RF_STORED : RF_NOT_STORED, 1);
     abandon(s, SL_CACHE_ABANDONED, 0, uv_now(&x->conn->w->loop));
     sl_cache_obj_release(s->stale);
     s->stale = NULL;
-    if (s->result != SL_HC_NONE)
+    if (s->result != SL_HC_NONE && !s->bg)
         sl_counter_add(s->hc->m_results, s->result, 1);
 }
 
-size_t sl_hcache_purge(sl_hcache_t *hc, int kind, const char *p, size_t n)
+/* What a purge request names, as a store operation: the L2 kind (SL_L2_PURGE_KEY,
+ * _PREFIX, _TAG) on raw key bytes written to key (KEY_MAX + 1 bytes). Returns the length,
+ * or -1 when it does not fit. A URL with a host is that key; a URL without one is every
+ * host's key for it, the prefix "path?query "; a path prefix is on every host. */
+static int purge_target(int kind, const char *p, size_t n, char *key, int *l2kind)
 {
-    if (!hc)
-        return 0;
-    sl_counter_add(hc->m_purges, (uint64_t)kind, 1);
-    if (kind == SL_HC_PURGE_TAG)
-        return sl_cache_purge_tag(hc->store, (sl_slice_t){p, n});
-    char key[KEY_MAX + 1];
+    if (kind == SL_HC_PURGE_TAG) {
+        if (n > KEY_MAX)
+            return -1;
+        memcpy(key, p, n);
+        *l2kind = SL_L2_PURGE_TAG;
+        return (int)n;
+    }
     const char *host = NULL;
     size_t hl = 0;
     if (n > 7 && (strncasecmp(p, "http://", 7) == 0 || strncasecmp(p, "https://", 8) == 0)) {
@@ -1326,14 +1693,41 @@ size_t sl_hcache_purge(sl_hcache_t *hc, int kind, const char *p, size_t n)
         n = slash ? n - (size_t)(slash - (host - skip)) : 1;
     }
     if (n + 1 + hl > KEY_MAX)
-        return 0;
+        return -1;
     memcpy(key, p, n);
-    if (kind == SL_HC_PURGE_PREFIX) /* by path, on every host */
-        return sl_cache_purge_prefix(hc->store, (sl_slice_t){key, n});
+    if (kind == SL_HC_PURGE_PREFIX) { /* by path, on every host */
+        *l2kind = SL_L2_PURGE_PREFIX;
+        return (int)n;
+    }
     key[n] = ' ';
     for (size_t i = 0; i < hl; i++)
         key[n + 1 + i] = (char)(host[i] >= 'A' && host[i] <= 'Z' ? host[i] + 32 : host[i]);
-    if (host)
-        return sl_cache_purge_key(hc->store, (sl_slice_t){key, n + 1 + hl});
-    return sl_cache_purge_prefix(hc->store, (sl_slice_t){key, n + 1});
+    *l2kind = host ? SL_L2_PURGE_KEY : SL_L2_PURGE_PREFIX;
+    return (int)(n + 1 + hl);
+}
+
+size_t sl_hcache_purge(sl_hcache_t *hc, int kind, const char *p, size_t n)
+{
+    char key[KEY_MAX + 1];
+    int l2kind = 0;
+    int kl = hc ? purge_target(kind, p, n, key, &l2kind) : -1;
+    if (kl < 0)
+        return 0;
+    sl_counter_add(hc->m_purges, (uint64_t)kind, 1);
+    sl_slice_t k = {key, (size_t)kl};
+    return l2kind == SL_L2_PURGE_TAG      ? sl_cache_purge_tag(hc->store, k)
+           : l2kind == SL_L2_PURGE_PREFIX ? sl_cache_purge_prefix(hc->store, k)
+                                          : sl_cache_purge_key(hc->store, k);
+}
+
+int sl_hcache_purge_l2(sl_hcache_t *hc, int kind, const char *p, size_t n,
+                       void (*cb)(void *arg, int rc, uint64_t removed), void *arg)
+{
+    char key[KEY_MAX + 1];
+    int l2kind = 0;
+    sl_l2_t *l2 = hc && hc->l2s ? hc->l2s[0] : NULL;
+    int kl = l2 ? purge_target(kind, p, n, key, &l2kind) : -1;
+    if (kl < 0)
+        return SL_EINVAL;
+    return sl_l2_purge(l2, l2kind, key, (size_t)kl, cb, arg);
 }

@@ -69,6 +69,13 @@ enum { SL_HC_PURGE_URL = 0, SL_HC_PURGE_PREFIX, SL_HC_PURGE_TAG };
  * Any thread. */
 size_t sl_hcache_purge(sl_hcache_t *hc, int kind, const char *s, size_t n);
 
+/* The same purge in Redis (cache.redis), from the control thread: the objects there go, and
+ * every other instance is told to purge its memory. cb(arg, rc, removed) runs once, later
+ * (rc 0, or SL_EIO: Redis down or slow). Returns 0, or SL_EINVAL (no Redis tier, or a URL
+ * too long) / SL_EIO (not connected): cb will not run. */
+int sl_hcache_purge_l2(sl_hcache_t *hc, int kind, const char *s, size_t n,
+                       void (*cb)(void *arg, int rc, uint64_t removed), void *arg);
+
 /* Lookups and hits so far (the sampler's cache_hit_ratio). */
 void sl_hcache_counts(const sl_hcache_t *hc, uint64_t *hits, uint64_t *lookups);
 

@@ -692,8 +692,7 @@ static void test_not_supported_yet(void **state)
     static const char *const route[] = {"static"};
     char yaml[512], msg[128];
 
-    expect_error("workers: 1\ncache: {redis: true}\n", 2, 9,
-                 "cache.redis is not supported in this build yet");
+
     for (size_t i = 0; i < sizeof(route) / sizeof(route[0]); i++) {
         snprintf(yaml, sizeof(yaml),
                  SVC "routes:\n  - match: {path_prefix: /}\n    service: blog\n    %s: 1\n",
@@ -748,6 +747,11 @@ static void test_cache_keys(void **state)
     assert_int_equal(cfg->routes[3].dedupe, 1);
     sl_config_free(cfg);
 
+    expect_error("workers: 1\ncache: {redis: true}\n", 2, 1,
+                 "cache.redis: needs a top-level redis: {address: ...}");
+    cfg = load_ok("redis: {address: 127.0.0.1:6379}\ncache: {redis: true}\n");
+    assert_int_equal(cfg->cache.redis, 1);
+    sl_config_free(cfg);
     expect_error("cache: {memory: 1k}\n", 1, 17, "cache.memory: \"1k\" is out of range (64k..1024g)");
     expect_error("cache: {coalesce: maybe}\n", 1, 19,
                  "cache.coalesce: expected true or false, got \"maybe\"");
@@ -1211,7 +1215,7 @@ static void test_several_errors(void **state)
     } want[] = {
         {1, 1, "unknown key \"listn\" in top level"},
         {2, 10, "workers: 0 is out of range (1..256 or auto)"},
-        {3, 9, "cache.redis is not supported in this build yet"},
+        {3, 1, "cache.redis: needs a top-level redis: {address: ...}"},
         {6, 25,
          "services.blog.timeouts.connect: bad duration \"5x\" (expected e.g. 500ms, "
          "10s, 5m)"},
