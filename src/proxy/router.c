@@ -21,7 +21,8 @@ typedef struct rt_state {
     void *handle; /* pending Redis decision */
     unsigned n;
     int pending;
-    int rl_result; /* for the access log: 0 none, 1 pass, 2 reject, 3 dry-run reject, 4 503 */
+    uint8_t rl_result; /* for the access log: 0 none, 1 pass, 2 reject, 3 dry-run reject, 4 503 */
+    uint8_t cached;    /* the cache took the exchange: its on_done and log field apply */
     sl_rl_check_t checks[16];
 } rt_state_t;
 
@@ -438,8 +439,16 @@ size_t sl_gateway_state_size(void)
  * invalidate cached answers), else straight to the service. */
 static inline void forward(sl_exchange_t *x, const sl_gateway_t *g, const sl_route_t *rt)
 {
-    if (g->cache && sl_hcache_handle(g->cache, x, rt->conf, rt->service))
-        return;
+    /* A GET or HEAD on a route that neither caches nor dedupes never meets the cache; any
+     * other method may invalidate what a caching route stored. */
+    int m = x->req.method_id;
+    if (g->cache &&
+        (rt->conf->cache.enabled || rt->conf->dedupe || (m != SL_M_GET && m != SL_M_HEAD))) {
+        RS(x)->cached = 1; /* before: a hit is answered (and x freed) inside the call */
+        if (sl_hcache_handle(g->cache, x, rt->conf, rt->service))
+            return;
+        RS(x)->cached = 0; /* not taken: x is still ours */
+    }
     sl_proxy_start(x, rt->service);
 }
 
@@ -752,9 +761,9 @@ void sl_gateway_handle(sl_exchange_t *x)
     const sl_gateway_t *g = w->gw;
     w->inflight++;
     sl_proxy_reset(x);
-    sl_hcache_reset(x);
     RS(x)->pending = 0;
     RS(x)->rl_result = 0;
+    RS(x)->cached = 0;
     const sl_route_t *rt = sl_router_match(g, &x->req);
     if (!rt) {
         sl_conn_error(x, 404, "no route matches");
@@ -864,7 +873,7 @@ static void access_log(sl_exchange_t *x, const sl_gateway_t *g, uint64_t dur_us,
             o += words[rl].n;
         }
     }
-    int cr = g->cache && x->route >= 0 ? sl_hcache_result(x) : SL_HC_NONE;
+    int cr = x->route >= 0 && RS(x)->cached ? sl_hcache_result(x) : SL_HC_NONE;
     if (cr != SL_HC_NONE) {
         const char *name = sl_hcache_result_name(cr);
         size_t nl = strlen(name);
@@ -887,7 +896,7 @@ void sl_gateway_done(sl_exchange_t *x)
     const sl_server_t *sv = NULL;
     uint64_t up_us = 0;
     if (x->route >= 0 && g->routes[x->route].service) {
-        if (g->cache)
+        if (RS(x)->cached)
             sl_hcache_done(x);
         sl_proxy_done(x);
         sv = sl_proxy_server(x);
