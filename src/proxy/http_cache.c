@@ -1556,6 +1556,25 @@ static size_t dedupe_key(const sl_http_request_t *r, char *out, size_t cap)
     return o;
 }
 
+/* x's cache state, cleared, for a key of kl bytes already in s->key (0: it did not fit;
+ * returns 0 and x is not the cache's). */
+static int state_init(sl_exchange_t *x, sl_hcache_t *hc, sl_service_t *svc, size_t kl)
+{
+    hc_x_t *s = HC(x);
+    if (!kl)
+        return 0;
+    memset(s, 0, offsetof(hc_x_t, cond));
+    s->active = 1;
+    s->hc = hc;
+    s->svc = svc;
+    s->creq.key = (sl_slice_t){s->key, kl};
+    s->creq.fresh = fresh_cb;
+    s->creq.arg = x;
+    s->creq.scratch = s->scratch;
+    s->creq.scratch_cap = sizeof(s->scratch);
+    return 1;
+}
+
 int sl_hcache_handle(sl_hcache_t *hc, sl_exchange_t *x, const sl_route_conf_t *route,
                      sl_service_t *svc)
 {
@@ -1569,14 +1588,8 @@ int sl_hcache_handle(sl_hcache_t *hc, sl_exchange_t *x, const sl_route_conf_t *r
         if (m == SL_M_OPTIONS || m == SL_M_TRACE || m == SL_M_CONNECT)
             return 0;
         /* Unsafe: invalidate the URL once the origin accepted the request. */
-        size_t kl = build_key(r, s->key, sizeof(s->key));
-        if (!kl)
+        if (!state_init(x, hc, svc, build_key(r, s->key, sizeof(s->key))))
             return 0;
-        memset(s, 0, offsetof(hc_x_t, cond));
-        s->active = 1;
-        s->hc = hc;
-        s->svc = svc;
-        s->creq.key = (sl_slice_t){s->key, kl};
         /* Now too: a fill that started before this request cannot store what it precedes. */
         sl_cache_purge_key(hc->store, s->creq.key);
         s->mode = MODE_INVALIDATE;
@@ -1589,19 +1602,9 @@ int sl_hcache_handle(sl_hcache_t *hc, sl_exchange_t *x, const sl_route_conf_t *r
     if (!rc->enabled) {
         if (!route->dedupe || m != SL_M_GET || !hc->conf.coalesce)
             return 0;
-        size_t kl = dedupe_key(r, s->key, sizeof(s->key));
-        if (!kl)
+        if (!state_init(x, hc, svc, dedupe_key(r, s->key, sizeof(s->key))))
             return 0;
-        memset(s, 0, offsetof(hc_x_t, cond));
-        s->active = 1;
-        s->hc = hc;
-        s->svc = svc;
         s->dedupe = 1;
-        s->creq.key = (sl_slice_t){s->key, kl};
-        s->creq.fresh = fresh_cb;
-        s->creq.arg = x;
-        s->creq.scratch = s->scratch;
-        s->creq.scratch_cap = sizeof(s->scratch);
         lookup(x);
         return 1;
     }
@@ -1626,13 +1629,8 @@ static int cache_init(sl_exchange_t *x, sl_hcache_t *hc, const sl_route_cache_co
 {
     const sl_http_request_t *r = &x->req;
     hc_x_t *s = HC(x);
-    size_t kl = build_key(r, s->key, sizeof(s->key));
-    if (!kl)
+    if (!state_init(x, hc, svc, build_key(r, s->key, sizeof(s->key))))
         return 0;
-    memset(s, 0, offsetof(hc_x_t, cond));
-    s->active = 1;
-    s->hc = hc;
-    s->svc = svc;
     s->rc = rc;
     s->ccr.ttl_ms = rc->ttl_ms;
     s->ccr.swr_ms = rc->swr_ms;
@@ -1640,12 +1638,7 @@ static int cache_init(sl_exchange_t *x, sl_hcache_t *hc, const sl_route_cache_co
     s->ccr.override = (uint8_t)rc->override;
     s->ccr.allow_set_cookie = (uint8_t)rc->allow_set_cookie;
     sl_cc_request_directives(r->headers, r->nheaders, &s->reqcc);
-    s->creq.key = (sl_slice_t){s->key, kl};
     s->creq.vary = vary_cb;
-    s->creq.fresh = fresh_cb;
-    s->creq.arg = x;
-    s->creq.scratch = s->scratch;
-    s->creq.scratch_cap = sizeof(s->scratch);
     s->creq.flags = r->method_id == SL_M_HEAD ? SL_CACHE_NO_LEAD : 0;
     return 1;
 }
