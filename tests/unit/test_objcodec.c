@@ -23,7 +23,8 @@ static char *encode(const sl_objcodec_t *o, size_t *n)
     char *b = malloc(pre + o->body.len + 1);
     assert_non_null(b);
     assert_int_equal(sl_objcodec_encode_prefix(o, b, pre), pre);
-    memcpy(b + pre, o->body.p, o->body.len);
+    if (o->body.len)
+        memcpy(b + pre, o->body.p, o->body.len);
     *n = pre + o->body.len;
     return b;
 }
