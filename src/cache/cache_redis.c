@@ -1,14 +1,14 @@
 /* cache_redis.c - the response cache's L2 tier: objects, tag sets and purge broadcasts in
  * Redis, over two hiredis async connections attached to one libuv loop (commands; and the
- * purge subscription, made only when asked for). Owns both connections (connect, reconnect
- * with backoff, stall detection), the pending gets and purges and their deadlines. Never
+ * purge subscription, made only when asked for), each a core/redis_conn (connect, handshake,
+ * reconnect with backoff, stall detection). Owns the handshakes (PING on the command
+ * connection, SUBSCRIBE on the other), the pending gets and purges and their deadlines. Never
  * blocks the loop; every get and purge calls back exactly once within its deadline (or never,
  * if the get was cancelled); a request object lives until Redis answered it or the
  * connection is gone, whichever comes first after its callback.
  *
  * Gets: a FIFO in send order. Every get has the same timeout, so deadlines are in list order
- * too and one uv_timer serves the list (as in policy/ratelimit_redis.c): `cursor` points past
- * the prefix of gets already answered by the timer or cancelled.
+ * too and one uv_timer serves the list (an sl_redis_reqs_t, as in policy/ratelimit_redis.c).
  *
  * Puts: fire and forget. A put with tags is one MULTI/EXEC transaction (SET, then SADD and
  * PEXPIRE NX + PEXPIRE GT per tag: NX gives a new set its first expiry, GT only raises it; GT
@@ -27,18 +27,16 @@
  * Deadline of a purge: max(timeout_ms, PURGE_MIN_MS), whatever its kind: purges run on the
  * control loop, where a second is cheap, and a prefix SCAN walks the whole keyspace.
  *
- * Stalls: a command connection with replies owed and no reply for stall_ms (4 x timeout_ms,
- * at least 2 s) is dropped and re-made, so a hung server or a peer lost without a FIN does
- * not leave requests piling up. The subscription has no replies owed; TCP keepalive finds a
- * dead peer there.
+ * Stalls: a command connection with replies owed and no reply for max(4 x timeout_ms, 2 s) is
+ * dropped and re-made by redis_conn, so a hung server or a peer lost without a FIN does not
+ * leave requests piling up. The subscription has no replies owed; TCP keepalive finds a dead
+ * peer there.
  *
- * hiredis 0.14 rules this file follows: never free a context inside its connect callback (it
- * is used after the callback returns; a drop is scheduled on a timer instead); a free inside a
- * reply callback is deferred by hiredis until the callback returns; freeing a context runs
- * every pending reply callback with a NULL reply, subscription callbacks included. */
+ * hiredis 0.14 rules this file follows (see core/redis_conn.h): a drop inside a hiredis
+ * callback is scheduled (sl_redis_conn_drop), never done there; freeing a context runs every
+ * pending reply callback with a NULL reply, subscription callbacks included. */
 #include "cache_redis.h"
 
-#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,16 +45,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 #include "../core/log.h"
+#include "../core/redis_conn.h"
 
-#define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
-#define CONNECT_TIMEOUT_MS 2000 /* TCP connect (and SUBSCRIBE's answer on the subscription) */
-#define STALL_MIN_MS 2000
 #define PURGE_MIN_MS 1000
 #define MAX_PENDING 16384 /* gets sent and not yet answered, per connection */
 #define FREE_GETS 1024    /* get objects kept for reuse */
@@ -97,35 +92,11 @@ static void pick_sender(void)
 
 /* ---- types ---- */
 
-/* LS_HANDSHAKE: TCP is up, waiting for PING's answer (commands) or SUBSCRIBE's (the
- * subscription): a hung server accepts connections too, and must not count as connected. */
-enum { LS_IDLE, LS_CONNECTING, LS_HANDSHAKE, LS_READY, LS_DROPPING, LS_CLOSING };
-
-/* One hiredis connection: the command connection, or the purge subscription. */
-struct link {
-    sl_l2_t *l;
-    redisAsyncContext *ac;
-    uv_timer_t retry; /* backoff while idle; connect timeout; a scheduled drop */
-    int state;
-    int sub;            /* the subscription */
-    int dropping;       /* hiredis is freeing ac (failing its replies): do not free it again */
-    int up;             /* ready (subscribed) since the last connect */
-    int outage;         /* a failure was logged and no recovery since */
-    int err_logged;     /* a store error was logged on this connection */
-    const char *forced; /* why we drop the connection ourselves */
-    const char *what;   /* for logs */
-    uint64_t backoff_ms;
-};
-
-enum { G_WAITING, G_DONE }; /* G_DONE: called back (timeout) or cancelled; reply pending */
-
 struct get {
-    struct get *prev, *next; /* pending list; next alone in the free list */
+    sl_redis_req_t rq; /* pending list; rq.next alone in the free list */
     sl_l2_t *l;
-    int state;
     sl_l2_get_cb cb;
     void *arg;
-    uint64_t deadline_ms;
 };
 
 enum { P_RUNNING, P_PUBLISHING, P_DONE };
@@ -153,33 +124,27 @@ struct sbuf {
 
 struct sl_l2 {
     uv_loop_t *loop;
-    struct link main, sub;
-    uv_timer_t deadline_timer; /* the first get or purge deadline, or a stall check */
+    sl_redis_conn_t main, sub; /* commands; the purge subscription */
+    uv_timer_t deadline_timer; /* the first get or purge deadline */
     uint64_t timer_due_ms;
     int closing;
     int open_handles;
-    uint64_t timeout_ms, purge_ms, stall_ms;
+    uint64_t timeout_ms, purge_ms;
     uint64_t sender;
-    char ip[INET6_ADDRSTRLEN];
-    int port;
-    char name[64];
     char *prefix, *channel, *objpre; /* P; P "purge"; P "c:" */
     size_t prefix_len, channel_len, objpre_len;
     struct sbuf kbuf, tbuf; /* scratch for keys: hiredis copies every command it is given */
-    struct get *head, *tail, *cursor; /* cursor: first get that may still be G_WAITING */
-    unsigned pending;
+    sl_redis_reqs_t gets;   /* the pending gets */
     struct get *free_gets;
     unsigned nfree_gets;
     struct purge *purges, *purges_tail;
-    unsigned inflight;     /* main-connection commands with a reply callback still to run */
-    uint64_t quiet_since;  /* the last reply, or when inflight became non-zero */
+    int store_err_logged;  /* a store error was logged on this connection */
     int subscribed_wanted; /* sl_l2_subscribe was called */
     sl_l2_purge_msg_cb msg_cb;
     void *msg_arg;
     sl_l2_stats_t stats;
 };
 
-static void start_connect(struct link *lk);
 static void arm(sl_l2_t *l);
 
 /* ---- scratch buffers ---- */
@@ -327,7 +292,7 @@ static struct get *get_alloc(sl_l2_t *l)
 {
     struct get *q = l->free_gets;
     if (q) {
-        l->free_gets = q->next;
+        l->free_gets = (struct get *)q->rq.next;
         l->nfree_gets--;
         return q;
     }
@@ -340,371 +305,64 @@ static void get_free(sl_l2_t *l, struct get *q)
         free(q);
         return;
     }
-    q->next = l->free_gets;
+    q->rq.next = l->free_gets ? &l->free_gets->rq : NULL;
     l->free_gets = q;
     l->nfree_gets++;
 }
 
-static void get_link(sl_l2_t *l, struct get *q)
-{
-    q->next = NULL;
-    q->prev = l->tail;
-    if (l->tail)
-        l->tail->next = q;
-    else
-        l->head = q;
-    l->tail = q;
-    if (!l->cursor)
-        l->cursor = q;
-    l->pending++;
-}
-
-static void get_unlink(sl_l2_t *l, struct get *q)
-{
-    if (l->cursor == q)
-        l->cursor = q->next;
-    if (q->prev)
-        q->prev->next = q->next;
-    else
-        l->head = q->next;
-    if (q->next)
-        q->next->prev = q->prev;
-    else
-        l->tail = q->prev;
-    l->pending--;
-}
-
-/* ---- sending on the command connection ---- */
+/* ---- the command connection ---- */
 
 /* One command on the command connection; fn (may be NULL: the reply is dropped) gets priv.
  * 0, or SL_EIO (hiredis refused it: out of memory, or the context is going). */
 static int send_cmd(sl_l2_t *l, redisCallbackFn *fn, void *priv, int argc, const char **argv,
                     const size_t *lens)
 {
-    if (redisAsyncCommandArgv(l->main.ac, fn, priv, argc, argv, lens) != REDIS_OK)
-        return SL_EIO;
-    if (fn && l->inflight++ == 0)
-        l->quiet_since = uv_now(l->loop);
-    return 0;
-}
-
-/* Bookkeeping at the top of every command-connection reply callback with a callback. */
-static void got_reply(sl_l2_t *l, const void *reply)
-{
-    if (l->inflight)
-        l->inflight--;
-    if (reply)
-        l->quiet_since = uv_now(l->loop);
-}
-
-/* A NULL reply: hiredis is freeing the context. New commands must not go to it. */
-static void link_going(struct link *lk)
-{
-    if (lk->ac && !lk->dropping) {
-        lk->dropping = 1;
-        if (lk->state != LS_CLOSING)
-            lk->state = LS_DROPPING;
-    }
-    if (!lk->sub)
-        lk->l->stats.connected = 0;
-    else
-        lk->l->stats.subscribed = 0;
-}
-
-/* ---- the connections ---- */
-
-/* hiredis 0.14's libuv adapter drops poll callbacks with a status (a refused connect, a reset
- * connection), so the failure would never reach hiredis; these watchers hand an error to
- * hiredis as the events it was waiting for, and its read or write then reports it (what
- * hiredis 1.x's adapter does). Same approach as policy/ratelimit_redis.c. */
-static void on_poll(uv_poll_t *h, int status, int events)
-{
-    redisLibuvEvents *p = h->data;
-    int ev = status ? p->events : events;
-    if (p->context && (ev & UV_READABLE))
-        redisAsyncHandleRead(p->context);
-    if (p->context && (ev & UV_WRITABLE))
-        redisAsyncHandleWrite(p->context);
-}
-
-static void poll_update(redisLibuvEvents *p, int add, int remove)
-{
-    int events = (p->events | add) & ~remove;
-    if (events == p->events && uv_is_active((uv_handle_t *)&p->handle) == (events != 0))
-        return;
-    p->events = events;
-    if (p->events)
-        uv_poll_start(&p->handle, p->events, on_poll);
-    else
-        uv_poll_stop(&p->handle);
-}
-
-static void ev_add_read(void *p)
-{
-    poll_update(p, UV_READABLE, 0);
-}
-
-static void ev_del_read(void *p)
-{
-    poll_update(p, 0, UV_READABLE);
-}
-
-static void ev_add_write(void *p)
-{
-    poll_update(p, UV_WRITABLE, 0);
-}
-
-static void ev_del_write(void *p)
-{
-    poll_update(p, 0, UV_WRITABLE);
-}
-
-static void on_retry(uv_timer_t *t);
-
-static void schedule_retry(struct link *lk)
-{
-    uv_timer_start(&lk->retry, on_retry, lk->backoff_ms, 0);
-    lk->backoff_ms = lk->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : lk->backoff_ms * 2;
-}
-
-static void conn_failed(struct link *lk, const char *why)
-{
-    sl_l2_t *l = lk->l;
-    lk->state = LS_IDLE;
-    if (l->closing)
-        return;
-    if (!lk->outage) {
-        sl_log_warn("redis %s: %s: cannot connect: %s; retrying", l->name, lk->what, why);
-        lk->outage = 1;
-    }
-    schedule_retry(lk);
-}
-
-/* Drop the connection from our side (timer context only: never inside a hiredis callback).
- * A connected context fails its pending replies and calls on_disconnect from inside
- * redisAsyncFree; one still connecting calls nothing, so the failure is handled here. */
-static void force_drop(struct link *lk, const char *why)
-{
-    redisAsyncContext *ac = lk->ac;
-    if (!ac || lk->dropping)
-        return;
-    if (!(ac->c.flags & REDIS_CONNECTED)) {
-        lk->ac = NULL;
-        redisAsyncFree(ac);
-        conn_failed(lk, why);
-        return;
-    }
-    lk->forced = why;
-    lk->dropping = 1;
-    lk->state = LS_DROPPING;
-    redisAsyncFree(ac);
-}
-
-/* Drop the connection soon (from a context where freeing it is not allowed: the connect
- * callback, or a transaction half queued). No command goes to it meanwhile. */
-static void schedule_drop(struct link *lk, const char *why)
-{
-    lk->forced = why;
-    lk->state = LS_DROPPING;
-    if (!lk->sub)
-        lk->l->stats.connected = 0;
-    uv_timer_start(&lk->retry, on_retry, 0, 0);
-}
-
-static void on_retry(uv_timer_t *t)
-{
-    struct link *lk = t->data;
-    if (lk->l->closing)
-        return;
-    if (lk->state == LS_IDLE)
-        start_connect(lk);
-    else if (lk->ac && !lk->dropping)
-        force_drop(lk, lk->forced ? lk->forced
-                       : lk->state == LS_HANDSHAKE
-                           ? (lk->sub ? "SUBSCRIBE not answered" : "PING not answered")
-                           : "connect timed out");
-}
-
-static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv);
-static void link_up(struct link *lk);
-
-static void on_ping_reply(redisAsyncContext *ac, void *reply, void *priv)
-{
-    struct link *lk = priv;
-    redisReply *rep = reply;
-    SL_UNUSED(ac);
-    if (!rep) {
-        link_going(lk);
-        return;
-    }
-    if (lk->state != LS_HANDSHAKE || lk->l->closing)
-        return;
-    if (rep->type == REDIS_REPLY_STATUS) /* PONG */
-        link_up(lk);
-    else
-        schedule_drop(lk, "PING failed"); /* e.g. NOAUTH: retried with backoff */
-}
-
-static void ping(struct link *lk)
-{
-    const char *argv[1] = {"PING"};
-    size_t lens[1] = {4};
-    lk->state = LS_HANDSHAKE; /* the connect timer runs on until PING is answered */
-    if (redisAsyncCommandArgv(lk->ac, on_ping_reply, lk, 1, argv, lens) != REDIS_OK)
-        schedule_drop(lk, "cannot send PING");
-}
-
-static void subscribe(struct link *lk)
-{
-    sl_l2_t *l = lk->l;
-    const char *argv[2] = {"SUBSCRIBE", l->channel};
-    size_t lens[2] = {9, l->channel_len};
-    lk->state = LS_HANDSHAKE; /* the connect timer runs on until SUBSCRIBE is answered */
-    if (redisAsyncCommandArgv(lk->ac, on_sub_reply, l, 2, argv, lens) != REDIS_OK)
-        schedule_drop(lk, "cannot send SUBSCRIBE");
-}
-
-static void link_up(struct link *lk)
-{
-    sl_l2_t *l = lk->l;
-    uv_timer_stop(&lk->retry);
-    lk->state = LS_READY;
-    lk->up = 1;
-    lk->err_logged = 0;
-    lk->backoff_ms = BACKOFF_MIN_MS;
-    lk->forced = NULL;
-    if (lk->sub) {
-        l->stats.subscribed = 1;
-        l->stats.sub_connects++;
-    } else {
-        l->stats.connected = 1;
-        l->stats.connects++;
-        l->inflight = 0;
-    }
-    if (lk->outage)
-        sl_log_info("redis %s: %s: connected again", l->name, lk->what);
-    lk->outage = 0;
-}
-
-static void on_connect(const redisAsyncContext *cac, int status)
-{
-    struct link *lk = cac->data;
-    if (status != REDIS_OK) { /* hiredis frees the context after this returns */
-        lk->ac = NULL;
-        uv_timer_stop(&lk->retry);
-        conn_failed(lk, cac->errstr[0] ? cac->errstr : "connect failed");
-        return;
-    }
-    if (lk->l->closing)
-        return;
-    redisEnableKeepAlive((redisContext *)&cac->c);
-    if (lk->sub)
-        subscribe(lk);
-    else
-        ping(lk);
-}
-
-static void on_disconnect(const redisAsyncContext *cac, int status)
-{
-    struct link *lk = cac->data;
-    sl_l2_t *l = lk->l;
-    int was_ready = lk->up;
-    const char *why = status == REDIS_OK && lk->forced ? lk->forced
-                      : cac->errstr[0]                 ? cac->errstr
-                                                       : "closed";
-    lk->ac = NULL;
-    lk->dropping = 0;
-    lk->up = 0;
-    if (lk->sub)
-        l->stats.subscribed = 0;
-    else
-        l->stats.connected = 0;
-    if (l->closing)
-        return;
-    uv_timer_stop(&lk->retry);
-    if (was_ready) {
-        if (lk->sub)
-            l->stats.sub_disconnects++;
-        else
-            l->stats.disconnects++;
-        lk->backoff_ms = BACKOFF_MIN_MS;
-    }
-    if (!lk->outage) {
-        sl_log_warn("redis %s: %s: connection lost: %s; retrying", l->name, lk->what, why);
-        lk->outage = 1;
-    }
-    lk->forced = NULL;
-    lk->state = LS_IDLE;
-    if (!lk->sub)
-        l->inflight = 0;
-    schedule_retry(lk);
-}
-
-static void start_connect(struct link *lk)
-{
-    sl_l2_t *l = lk->l;
-    redisAsyncContext *ac = redisAsyncConnect(l->ip, l->port);
-    if (!ac) {
-        conn_failed(lk, "out of memory");
-        return;
-    }
-    if (ac->err) {
-        char why[128];
-        snprintf(why, sizeof(why), "%s", ac->errstr);
-        redisAsyncFree(ac);
-        conn_failed(lk, why);
-        return;
-    }
-    ac->data = lk;
-    if (redisLibuvAttach(ac, l->loop) != REDIS_OK) {
-        ac->ev.cleanup = NULL; /* the adapter's cleanup would dereference its missing state */
-        redisAsyncFree(ac);
-        conn_failed(lk, "cannot attach to the loop");
-        return;
-    }
-    ac->ev.addRead = ev_add_read;
-    ac->ev.delRead = ev_del_read;
-    ac->ev.addWrite = ev_add_write;
-    ac->ev.delWrite = ev_del_write;
-    lk->ac = ac;
-    lk->state = LS_CONNECTING;
-    lk->forced = NULL;
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    redisAsyncSetConnectCallback(ac, on_connect); /* also arms the write watch */
-    uv_timer_start(&lk->retry, on_retry, CONNECT_TIMEOUT_MS, 0);
+    return sl_redis_conn_command(&l->main, fn, priv, argc, argv, lens);
 }
 
 static int main_ready(const sl_l2_t *l)
 {
-    return l->main.state == LS_READY && !l->closing;
+    return sl_redis_conn_ready(&l->main) && !l->closing;
 }
+
+static void main_up(sl_redis_conn_t *c)
+{
+    sl_l2_t *l = c->data;
+    l->stats.connected = 1;
+    l->stats.connects++;
+    l->store_err_logged = 0;
+}
+
+static void main_down(sl_redis_conn_t *c)
+{
+    sl_l2_t *l = c->data;
+    l->stats.connected = 0;
+    l->stats.disconnects++;
+}
+
+/* PING's answer makes it up: a hung server accepts connections too, and must not count. */
+static const sl_redis_conn_cfg_t main_cfg = {
+    .what = "cache",
+    .ping = 1,
+    .stall = 1,
+    .backoff_max_ms = BACKOFF_MAX_MS,
+    .up = main_up,
+    .down = main_down,
+};
 
 /* ---- deadlines ---- */
 
 static void on_deadline(uv_timer_t *t);
 static void purge_cut(struct purge *p);
 
-/* Arm the timer for the first waiting get's deadline, the first running purge's, or the
- * command connection's stall check. */
+/* Arm the timer for the first waiting get's deadline, or the first running purge's. */
 static void arm(sl_l2_t *l)
 {
-    uint64_t due = UINT64_MAX;
-    while (l->cursor && l->cursor->state != G_WAITING)
-        l->cursor = l->cursor->next;
-    if (l->cursor)
-        due = l->cursor->deadline_ms;
+    uint64_t due = sl_redis_reqs_due(&l->gets);
     for (struct purge *p = l->purges; p; p = p->next)
         if (p->phase != P_DONE && p->deadline_ms < due)
             due = p->deadline_ms;
-    if (l->inflight && l->quiet_since + l->stall_ms < due)
-        due = l->quiet_since + l->stall_ms;
-    if (due == UINT64_MAX) {
-        uv_timer_stop(&l->deadline_timer);
-        return;
-    }
-    uint64_t now = uv_now(l->loop);
-    l->timer_due_ms = due;
-    uv_timer_start(&l->deadline_timer, on_deadline, due > now ? due - now : 0, 0);
+    sl_redis_timer_set(&l->deadline_timer, on_deadline, due, &l->timer_due_ms);
 }
 
 static void arm_for(sl_l2_t *l, uint64_t due)
@@ -717,20 +375,13 @@ static void on_deadline(uv_timer_t *t)
 {
     sl_l2_t *l = t->data;
     uint64_t now = uv_now(l->loop);
-    struct get *q;
-    while ((q = l->cursor) != NULL) {
-        if (q->state == G_WAITING) {
-            if (q->deadline_ms > now)
-                break;
-            q->state = G_DONE; /* freed when its reply comes, or the connection goes */
-            l->cursor = q->next;
-            l->stats.timeouts++;
-            q->cb(q->arg, SL_EIO, NULL, 0);
-            if (l->closing)
-                return;
-            continue;
-        }
-        l->cursor = q->next;
+    sl_redis_req_t *e;
+    while ((e = sl_redis_reqs_expire(&l->gets, now)) != NULL) {
+        struct get *q = (struct get *)e;
+        l->stats.timeouts++;
+        q->cb(q->arg, SL_EIO, NULL, 0);
+        if (l->closing)
+            return;
     }
     /* purges: a callback may start new ones (appended) but finishes no other one */
     struct purge *p = l->purges, *next;
@@ -741,11 +392,6 @@ static void on_deadline(uv_timer_t *t)
             if (l->closing)
                 return;
         }
-    }
-    if (l->inflight && now >= l->quiet_since + l->stall_ms && l->main.state == LS_READY) {
-        force_drop(&l->main, "no reply within the stall limit");
-        if (l->closing)
-            return;
     }
     arm(l);
 }
@@ -758,11 +404,9 @@ static void on_get_reply(redisAsyncContext *ac, void *reply, void *priv)
     sl_l2_t *l = q->l;
     redisReply *rep = reply;
     SL_UNUSED(ac);
-    got_reply(l, rep);
-    if (!rep)
-        link_going(&l->main);
-    if (q->state == G_WAITING) {
-        q->state = G_DONE;
+    sl_redis_conn_replied(&l->main, reply);
+    if (q->rq.waiting) {
+        q->rq.waiting = 0;
         if (rep && rep->type == REDIS_REPLY_STRING) {
             l->stats.hits++;
             q->cb(q->arg, 0, rep->str, (size_t)rep->len);
@@ -774,7 +418,7 @@ static void on_get_reply(redisAsyncContext *ac, void *reply, void *priv)
             q->cb(q->arg, SL_EIO, NULL, 0);
         }
     }
-    get_unlink(l, q);
+    sl_redis_reqs_remove(&l->gets, &q->rq);
     get_free(l, q);
 }
 
@@ -788,16 +432,16 @@ int sl_l2_get(sl_l2_t *l, const char *key, size_t klen, sl_l2_get_cb cb, void *a
     size_t kl;
     const char *k;
     struct get *q;
-    if (!cb || l->pending >= MAX_PENDING || !(k = make_key(l, &l->kbuf, 'c', key, klen, &kl)) ||
+    if (!cb || l->gets.n >= MAX_PENDING || !(k = make_key(l, &l->kbuf, 'c', key, klen, &kl)) ||
         !(q = get_alloc(l))) {
         l->stats.errors++;
         return SL_EIO;
     }
     q->l = l;
-    q->state = G_WAITING;
+    q->rq.waiting = 1;
+    q->rq.deadline_ms = uv_now(l->loop) + l->timeout_ms;
     q->cb = cb;
     q->arg = arg;
-    q->deadline_ms = uv_now(l->loop) + l->timeout_ms;
     const char *argv[2] = {"GET", k};
     size_t lens[2] = {3, kl};
     if (send_cmd(l, on_get_reply, q, 2, argv, lens) != 0) {
@@ -805,8 +449,8 @@ int sl_l2_get(sl_l2_t *l, const char *key, size_t klen, sl_l2_get_cb cb, void *a
         l->stats.errors++;
         return SL_EIO;
     }
-    get_link(l, q);
-    arm_for(l, q->deadline_ms);
+    sl_redis_reqs_push(&l->gets, &q->rq);
+    arm_for(l, q->rq.deadline_ms);
     if (handle)
         *handle = q;
     return 0;
@@ -816,8 +460,8 @@ void sl_l2_cancel(sl_l2_t *l, void *handle)
 {
     struct get *q = handle;
     SL_UNUSED(l);
-    if (q && q->state == G_WAITING)
-        q->state = G_DONE; /* stays linked: its reply (or the connection's end) frees it */
+    if (q && q->rq.waiting)
+        q->rq.waiting = 0; /* stays linked: its reply (or the connection's end) frees it */
 }
 
 /* ---- puts ---- */
@@ -828,9 +472,8 @@ static void on_put_reply(redisAsyncContext *ac, void *reply, void *priv)
     sl_l2_t *l = priv;
     redisReply *rep = reply;
     SL_UNUSED(ac);
-    got_reply(l, rep);
+    sl_redis_conn_replied(&l->main, reply);
     if (!rep) {
-        link_going(&l->main);
         if (!l->closing)
             l->stats.put_errors++;
         return;
@@ -840,9 +483,10 @@ static void on_put_reply(redisAsyncContext *ac, void *reply, void *priv)
         for (size_t i = 0; i < rep->elements; i++)
             bad |= rep->element[i]->type == REDIS_REPLY_ERROR;
     if (bad) {
-        if (!l->main.err_logged && rep->type == REDIS_REPLY_ERROR) { /* once a connection */
-            sl_log_warn("redis %s: cache: store failed: %.*s", l->name, (int)rep->len, rep->str);
-            l->main.err_logged = 1;
+        if (!l->store_err_logged && rep->type == REDIS_REPLY_ERROR) { /* once a connection */
+            sl_log_warn("redis %s: store failed: %.*s", sl_redis_conn_label(&l->main),
+                        (int)rep->len, rep->str);
+            l->store_err_logged = 1;
         }
         l->stats.put_errors++;
     }
@@ -927,10 +571,9 @@ int sl_l2_put(sl_l2_t *l, const char *key, size_t klen, const uv_buf_t *val, uns
     if (rc != 0) {
         l->stats.put_dropped++;
         if (ntags) /* a transaction may be half queued: the connection cannot be trusted */
-            schedule_drop(&l->main, "a store could not be queued whole");
+            sl_redis_conn_drop(&l->main, "a store could not be queued whole");
         return SL_EIO;
     }
-    arm_for(l, l->quiet_since + l->stall_ms);
     return 0;
 }
 
@@ -1008,11 +651,8 @@ static void purge_next(struct purge *p)
 static struct purge *purge_reply(void *reply, void *priv)
 {
     struct purge *p = priv;
-    sl_l2_t *l = p->l;
-    got_reply(l, reply);
+    sl_redis_conn_replied(&p->l->main, reply);
     p->refs--;
-    if (!reply)
-        link_going(&l->main);
     if (p->phase == P_DONE) {
         if (p->refs == 0 && !p->in_cb)
             purge_free(p);
@@ -1203,7 +843,7 @@ static int purge_start(sl_l2_t *l, struct purge *p)
         if (send_cmd(l, NULL, NULL, 2, sm, sml) != 0 ||
             send_cmd(l, NULL, NULL, 2, del, dell) != 0 ||
             send_cmd(l, on_tag_reply, p, 1, e, el) != 0) {
-            schedule_drop(&l->main, "a purge could not be queued whole");
+            sl_redis_conn_drop(&l->main, "a purge could not be queued whole");
             return SL_EIO;
         }
         p->refs++;
@@ -1254,17 +894,13 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
     sl_l2_t *l = priv;
     redisReply *rep = reply;
     SL_UNUSED(ac);
-    if (!rep) {
-        link_going(&l->sub);
-        return;
-    }
-    if (l->closing || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
+    sl_redis_conn_replied(&l->sub, reply);
+    if (!rep || l->closing || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
         rep->element[0]->type != REDIS_REPLY_STRING)
         return;
     const redisReply *type = rep->element[0], *body = rep->element[2];
     if (type->len == 9 && memcmp(type->str, "subscribe", 9) == 0) {
-        if (l->sub.state == LS_HANDSHAKE)
-            link_up(&l->sub);
+        sl_redis_conn_up(&l->sub); /* ignored unless subscribing */
         return;
     }
     if (type->len != 7 || memcmp(type->str, "message", 7) != 0)
@@ -1284,6 +920,39 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
     l->msg_cb(l->msg_arg, kind, s, n);
 }
 
+/* The subscription's handshake: SUBSCRIBE's answer makes it up (on_sub_reply). */
+static void subscribe(sl_redis_conn_t *c)
+{
+    sl_l2_t *l = c->data;
+    const char *argv[2] = {"SUBSCRIBE", l->channel};
+    size_t lens[2] = {9, l->channel_len};
+    if (sl_redis_conn_command(c, on_sub_reply, l, 2, argv, lens) != 0)
+        sl_redis_conn_drop(c, "cannot send SUBSCRIBE");
+}
+
+static void sub_up(sl_redis_conn_t *c)
+{
+    sl_l2_t *l = c->data;
+    l->stats.subscribed = 1;
+    l->stats.sub_connects++;
+}
+
+static void sub_down(sl_redis_conn_t *c)
+{
+    sl_l2_t *l = c->data;
+    l->stats.subscribed = 0;
+    l->stats.sub_disconnects++;
+}
+
+static const sl_redis_conn_cfg_t sub_cfg = {
+    .what = "cache purge subscription",
+    .awaits = "SUBSCRIBE",
+    .backoff_max_ms = BACKOFF_MAX_MS,
+    .handshake = subscribe,
+    .up = sub_up,
+    .down = sub_down,
+};
+
 int sl_l2_subscribe(sl_l2_t *l, sl_l2_purge_msg_cb cb, void *arg)
 {
     if (!cb)
@@ -1292,7 +961,7 @@ int sl_l2_subscribe(sl_l2_t *l, sl_l2_purge_msg_cb cb, void *arg)
     l->msg_arg = arg;
     if (!l->subscribed_wanted && !l->closing) {
         l->subscribed_wanted = 1;
-        start_connect(&l->sub);
+        sl_redis_conn_start(&l->sub);
     }
     return 0;
 }
@@ -1307,17 +976,6 @@ const sl_l2_stats_t *sl_l2_stats(const sl_l2_t *l)
 void sl_l2_set_sender(sl_l2_t *l, uint64_t sender)
 {
     l->sender = sender;
-}
-
-static void link_init(sl_l2_t *l, struct link *lk, int sub)
-{
-    lk->l = l;
-    lk->sub = sub;
-    lk->state = LS_IDLE;
-    lk->backoff_ms = BACKOFF_MIN_MS;
-    lk->what = sub ? "cache purge subscription" : "cache";
-    uv_timer_init(l->loop, &lk->retry);
-    lk->retry.data = lk;
 }
 
 sl_l2_t *sl_l2_new(uv_loop_t *loop, const sl_addr_t *addr, uint64_t timeout_ms, const char *prefix)
@@ -1350,39 +1008,27 @@ sl_l2_t *sl_l2_new(uv_loop_t *loop, const sl_addr_t *addr, uint64_t timeout_ms, 
     l->sender = process_sender;
     l->timeout_ms = timeout_ms ? timeout_ms : 1;
     l->purge_ms = l->timeout_ms > PURGE_MIN_MS ? l->timeout_ms : PURGE_MIN_MS;
-    l->stall_ms = 4 * l->timeout_ms > STALL_MIN_MS ? 4 * l->timeout_ms : STALL_MIN_MS;
-    snprintf(l->name, sizeof(l->name), "%s", addr->text);
-    if (addr->ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&addr->ss;
-        inet_ntop(AF_INET6, &s6->sin6_addr, l->ip, sizeof(l->ip));
-        l->port = ntohs(s6->sin6_port);
-    } else {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&addr->ss;
-        inet_ntop(AF_INET, &s4->sin_addr, l->ip, sizeof(l->ip));
-        l->port = ntohs(s4->sin_port);
-    }
     uv_timer_init(loop, &l->deadline_timer);
     l->deadline_timer.data = l;
-    link_init(l, &l->main, 0);
-    link_init(l, &l->sub, 1);
-    l->open_handles = 3;
-    start_connect(&l->main);
+    sl_redis_conn_init(&l->main, loop, addr, l->timeout_ms, &main_cfg, l);
+    sl_redis_conn_init(&l->sub, loop, addr, l->timeout_ms, &sub_cfg, l);
+    l->open_handles = 3; /* the timer, and the two connections */
+    sl_redis_conn_start(&l->main);
     return l;
 }
 
-static void on_handle_closed(uv_handle_t *h)
+static void closed_one(sl_l2_t *l)
 {
-    sl_l2_t *l = h->data;
     if (--l->open_handles > 0)
         return;
-    while (l->head) { /* only if hiredis still held replies: never expected */
-        struct get *q = l->head;
-        get_unlink(l, q);
+    while (l->gets.head) { /* only if hiredis still held replies: never expected */
+        struct get *q = (struct get *)l->gets.head;
+        sl_redis_reqs_remove(&l->gets, &q->rq);
         free(q);
     }
     while (l->free_gets) {
         struct get *q = l->free_gets;
-        l->free_gets = q->next;
+        l->free_gets = (struct get *)q->rq.next;
         free(q);
     }
     while (l->purges)
@@ -1395,19 +1041,14 @@ static void on_handle_closed(uv_handle_t *h)
     free(l);
 }
 
-/* Free a link's context: its pending replies fail (synchronously, or right after the hiredis
- * callback we may be inside of returns). */
-static void link_close(struct link *lk)
+static void on_handle_closed(uv_handle_t *h)
 {
-    lk->state = LS_CLOSING;
-    uv_timer_stop(&lk->retry);
-    if (lk->ac && !lk->dropping) {
-        redisAsyncContext *ac = lk->ac;
-        if (!(ac->c.flags & REDIS_CONNECTED))
-            lk->ac = NULL; /* hiredis calls no disconnect callback for it */
-        lk->dropping = 1;
-        redisAsyncFree(ac);
-    }
+    closed_one(h->data);
+}
+
+static void on_conn_closed(sl_redis_conn_t *c)
+{
+    closed_one(c->data);
 }
 
 void sl_l2_close(sl_l2_t *l)
@@ -1420,9 +1061,10 @@ void sl_l2_close(sl_l2_t *l)
     uv_timer_stop(&l->deadline_timer);
     /* every waiting get and running purge calls back first; a callback cannot start anything
      * new (closing) nor finish another purge, so the lists only shrink behind us */
-    for (struct get *q = l->head; q; q = q->next) {
-        if (q->state == G_WAITING) {
-            q->state = G_DONE;
+    for (sl_redis_req_t *e = l->gets.head; e; e = e->next) {
+        struct get *q = (struct get *)e;
+        if (q->rq.waiting) {
+            q->rq.waiting = 0;
             l->stats.errors++;
             q->cb(q->arg, SL_EIO, NULL, 0);
         }
@@ -1433,10 +1075,9 @@ void sl_l2_close(sl_l2_t *l)
         if (p->phase != P_DONE)
             purge_finish(p, SL_EIO);
     }
-    link_close(&l->main);
-    link_close(&l->sub);
-    l->main.retry.data = l->sub.retry.data = l;
+    /* their pending replies fail: synchronously, or right after the hiredis callback we may
+     * be inside of returns */
+    sl_redis_conn_close(&l->main, on_conn_closed);
+    sl_redis_conn_close(&l->sub, on_conn_closed);
     uv_close((uv_handle_t *)&l->deadline_timer, on_handle_closed);
-    uv_close((uv_handle_t *)&l->main.retry, on_handle_closed);
-    uv_close((uv_handle_t *)&l->sub.retry, on_handle_closed);
 }

@@ -1,9 +1,9 @@
 /* ratelimit_redis.c - the shared GCRA limiter: a Lua script in Redis decides, on a hiredis
- * async connection attached to one worker's libuv loop. Owns the connection (connect,
- * SCRIPT LOAD, reconnect with backoff), the batches, the FIFO of pending decisions and their
- * deadlines. Never blocks; every decision calls back exactly once within timeout_ms (or
- * never, if cancelled); a request object lives until Redis answered it or the connection is
- * gone.
+ * async connection (core/redis_conn: connect, reconnect with backoff, stall check) attached to
+ * one worker's libuv loop. Owns the script (SCRIPT LOAD on every connect: the connection's
+ * handshake), the batches, the FIFO of pending decisions and their deadlines. Never blocks;
+ * every decision calls back exactly once within timeout_ms (or never, if cancelled); a
+ * request object lives until Redis answered it or the connection is gone.
  *
  * Batches: the decisions asked for during one loop iteration go out as one EVALSHA (a uv_idle
  * handle sends them before the loop polls again, so no decision waits longer than it would
@@ -13,24 +13,21 @@
  * formatted when each decision is asked for (the caller's checks may be gone by send time if
  * it cancels) and kept until the reply, for the one re-send after NOSCRIPT.
  *
- * Pending list: requests in send order, each still owned by hiredis (its reply callback
- * frees it). Deadlines are send time + timeout_ms, so they are in list order too: the
- * requests already answered by the timer (or cancelled) before their reply form a prefix
- * plus holes, and `cursor` points past the prefix; one uv_timer serves the whole list.
- * A connection that leaves its oldest request unanswered for STALL_MS (hung server, lost
- * peer without a FIN) is dropped and re-made, so abandoned requests do not pile up. */
+ * Pending list: requests in send order (an sl_redis_reqs_t), each still owned by hiredis (its
+ * reply callback frees it); one uv_timer serves their deadlines. A connection that owes
+ * replies and gets none for max(4 x timeout_ms, 2 s) (hung server, lost peer without a FIN)
+ * is dropped and re-made by redis_conn, so abandoned requests do not pile up. */
 #include "ratelimit_redis.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 #include "../core/log.h"
+#include "../core/redis_conn.h"
 
 #define MAX_CHECKS 16
 #define MAX_PENDING 4096 /* requests sent and not yet answered by Redis, per connection */
@@ -38,11 +35,8 @@
 #define BATCH_KEYS 256   /* keys in one EVALSHA, at most (a request has up to MAX_CHECKS) */
 #define BATCH_ARGS (BATCH_REQS + 3 * BATCH_KEYS) /* ARGV entries */
 #define FREE_BATCHES 8   /* batch objects kept for reuse */
-#define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define CONNECT_TIMEOUT_MS 2000 /* TCP connect + SCRIPT LOAD */
-#define STALL_MIN_MS 2000       /* oldest request unanswered this long (or 4 x timeout): drop */
-#define KEY_HEX_MAX 26          /* "ffffffff:" + 16 hex digits + NUL */
+#define KEY_HEX_MAX 26 /* "ffffffff:" + 16 hex digits + NUL */
 
 /* The decisions, each the same as sl_rl_decide's (ratelimit.c) in microseconds of Redis's
  * clock, one request after another. ARGV, per request: its number of limits k, then per limit
@@ -88,18 +82,13 @@ static const char SCRIPT[] =
     "end\n"
     "return out\n";
 
-enum { ST_IDLE, ST_CONNECTING, ST_LOADING, ST_READY, ST_DROPPING, ST_CLOSING };
-enum { R_WAITING, R_DONE }; /* R_DONE: called back (timeout) or cancelled; reply pending */
-
 struct req {
-    struct req *prev, *next; /* pending list; next alone in the free list */
+    sl_redis_req_t rq; /* pending list; rq.next alone in the free list */
     sl_rl_check_t *checks;
     unsigned n;
-    int state;
     sl_rl_redis_cb cb;
     void *arg;
-    uint64_t sent_ms, deadline_ms; /* loop time */
-    uint64_t sent_ns;              /* uv_hrtime, for latency */
+    uint64_t sent_ns; /* uv_hrtime, for latency */
 };
 
 /* One EVALSHA: its requests in order and their arguments, formatted as they were added. */
@@ -115,41 +104,29 @@ struct batch {
     uint8_t al[BATCH_ARGS];      /* ARGV entry lengths (<= 20) */
 };
 
+
 struct sl_rl_redis {
     uv_loop_t *loop;
-    redisAsyncContext *ac;
-    uv_timer_t deadline_timer; /* the oldest pending deadline, or a stall check */
-    uv_timer_t retry_timer;    /* reconnect backoff while idle; connect timeout while connecting */
-    int state;
-    int dropping;       /* hiredis is freeing ac (failing pending replies): do not free it again */
-    int closing;        /* sl_rl_redis_close was called */
-    int open_handles;   /* timers not yet closed */
-    int outage;         /* a failure was logged and no recovery since */
-    const char *forced; /* why we dropped the connection ourselves */
-    uint64_t timeout_ms, stall_ms, backoff_ms;
+    sl_redis_conn_t conn;
+    uv_timer_t deadline_timer; /* the oldest pending deadline */
+    int closing;               /* sl_rl_redis_close was called */
+    int open_handles;          /* handles (and the connection) not yet closed */
+    uint64_t timeout_ms;
     uint64_t timer_due_ms; /* when deadline_timer fires, if active */
-    char ip[INET6_ADDRSTRLEN];
-    int port;
-    char name[64]; /* the address as written, for logs */
     char sha[41];
     char *prefix;
     size_t prefix_len;
-    size_t key_size; /* bytes a key takes at most */
-    struct req *head, *tail, *cursor; /* cursor: first request that may still be R_WAITING */
-    unsigned pending;                 /* requests in the list */
+    size_t key_size;      /* bytes a key takes at most */
+    sl_redis_reqs_t reqs; /* the pending list */
     struct req *free_list;
-    uv_idle_t flusher;                 /* sends the open batches before the loop polls */
+    uv_idle_t flusher;                   /* sends the open batches before the loop polls */
     struct batch *open_head, *open_tail; /* not sent yet */
     struct batch *free_batches;
     unsigned nfree_batches;
-    int flushing;      /* inside flush(): see ev_add_write */
-    int write_wanted;  /* hiredis has output waiting that no poll watches for yet */
     const char **argv; /* scratch for sending a batch: 3 + BATCH_KEYS + BATCH_ARGS */
     size_t *argl;
     sl_rl_redis_stats_t stats;
 };
-
-static void start_connect(sl_rl_redis_t *r);
 
 /* --- request objects: allocated on first need, recycled through a free list --- */
 
@@ -157,7 +134,7 @@ static struct req *req_get(sl_rl_redis_t *r)
 {
     struct req *q = r->free_list;
     if (q) {
-        r->free_list = q->next;
+        r->free_list = (struct req *)q->rq.next;
         return q;
     }
     return malloc(sizeof(*q));
@@ -165,311 +142,96 @@ static struct req *req_get(sl_rl_redis_t *r)
 
 static void req_put(sl_rl_redis_t *r, struct req *q)
 {
-    q->next = r->free_list;
+    q->rq.next = r->free_list ? &r->free_list->rq : NULL;
     r->free_list = q;
-}
-
-static void req_link(sl_rl_redis_t *r, struct req *q)
-{
-    q->next = NULL;
-    q->prev = r->tail;
-    if (r->tail)
-        r->tail->next = q;
-    else
-        r->head = q;
-    r->tail = q;
-    if (!r->cursor)
-        r->cursor = q;
-    r->pending++;
-}
-
-static void req_unlink(sl_rl_redis_t *r, struct req *q)
-{
-    if (r->cursor == q)
-        r->cursor = q->next;
-    if (q->prev)
-        q->prev->next = q->next;
-    else
-        r->head = q->next;
-    if (q->next)
-        q->next->prev = q->prev;
-    else
-        r->tail = q->prev;
-    r->pending--;
 }
 
 /* --- deadlines --- */
 
 static void on_deadline(uv_timer_t *t);
 
-/* Arm the timer for the first waiting request's deadline or the oldest request's stall. */
+/* Arm the timer for the first waiting request's deadline. */
 static void arm(sl_rl_redis_t *r)
 {
-    uint64_t due = UINT64_MAX;
-    while (r->cursor && r->cursor->state != R_WAITING)
-        r->cursor = r->cursor->next;
-    if (r->cursor)
-        due = r->cursor->deadline_ms;
-    if (r->head && r->head->sent_ms + r->stall_ms < due)
-        due = r->head->sent_ms + r->stall_ms;
-    if (due == UINT64_MAX) {
-        uv_timer_stop(&r->deadline_timer);
-        return;
-    }
-    uint64_t now = uv_now(r->loop);
-    r->timer_due_ms = due;
-    uv_timer_start(&r->deadline_timer, on_deadline, due > now ? due - now : 0, 0);
-}
-
-/* Drop the connection from our side (timer context only, never inside a hiredis callback).
- * A connected context fails its pending replies and calls on_disconnect from inside
- * redisAsyncFree; one still connecting calls nothing, so the failure is handled here. */
-static void conn_failed(sl_rl_redis_t *r, const char *why);
-
-static void force_drop(sl_rl_redis_t *r, const char *why)
-{
-    redisAsyncContext *ac = r->ac;
-    if (!ac || r->dropping)
-        return;
-    if (r->state == ST_CONNECTING) {
-        r->ac = NULL;
-        redisAsyncFree(ac);
-        conn_failed(r, why);
-        return;
-    }
-    r->forced = why;
-    r->dropping = 1;
-    r->state = ST_DROPPING;
-    redisAsyncFree(ac);
+    sl_redis_timer_set(&r->deadline_timer, on_deadline, sl_redis_reqs_due(&r->reqs),
+                       &r->timer_due_ms);
 }
 
 static void on_deadline(uv_timer_t *t)
 {
     sl_rl_redis_t *r = t->data;
-    uint64_t now = uv_now(r->loop);
-    struct req *q;
-    while ((q = r->cursor) != NULL) {
-        if (q->state == R_WAITING) {
-            if (q->deadline_ms > now)
-                break;
-            q->state = R_DONE; /* freed when its reply comes, or the connection goes */
-            r->cursor = q->next;
-            r->stats.timeouts++;
-            q->cb(q->arg, SL_EIO);
-            if (r->closing)
-                return;
-            continue;
-        }
-        r->cursor = q->next;
-    }
-    if (r->head && now >= r->head->sent_ms + r->stall_ms &&
-        (r->state == ST_READY || r->state == ST_LOADING)) {
-        force_drop(r, "no reply within the stall limit");
+    sl_redis_req_t *e;
+    while ((e = sl_redis_reqs_expire(&r->reqs, uv_now(r->loop))) != NULL) {
+        struct req *q = (struct req *)e;
+        r->stats.timeouts++;
+        q->cb(q->arg, SL_EIO);
         if (r->closing)
             return;
     }
     arm(r);
 }
 
-/* --- connection --- */
+/* --- the connection: SCRIPT LOAD is its handshake --- */
 
-/* hiredis 0.14's libuv adapter drops poll callbacks with a status: libuv reports POLLERR (a
- * refused connect, a reset connection) that way and stops the handle, so the failure would
- * never reach hiredis and the connection would hang. We keep the adapter's state and cleanup
- * but install watchers that hand an error to hiredis as the events it was waiting for (what
- * hiredis 1.x's adapter does); hiredis's read or write then fails and reports it. */
-static void on_poll(uv_poll_t *h, int status, int events)
-{
-    redisLibuvEvents *p = h->data;
-    int ev = status ? p->events : events;
-    if (p->context && (ev & UV_READABLE))
-        redisAsyncHandleRead(p->context);
-    if (p->context && (ev & UV_WRITABLE))
-        redisAsyncHandleWrite(p->context);
-}
-
-static void poll_update(redisLibuvEvents *p, int add, int remove)
-{
-    int events = (p->events | add) & ~remove;
-    if (events == p->events && uv_is_active((uv_handle_t *)&p->handle) == (events != 0))
-        return; /* hiredis re-asks for reads after every write: no epoll_ctl for nothing */
-    p->events = events;
-    if (p->events)
-        uv_poll_start(&p->handle, p->events, on_poll);
-    else
-        uv_poll_stop(&p->handle);
-}
-
-static void ev_add_read(void *p)
-{
-    poll_update(p, UV_READABLE, 0);
-}
-
-static void ev_del_read(void *p)
-{
-    poll_update(p, 0, UV_READABLE);
-}
-
-/* While flush() sends batches, a request to watch for writability is only noted: flush
- * writes the output itself once at the end (the socket is almost always writable), and only
- * what is left goes to the poll handle. That saves two epoll_ctl calls per batch. */
-static void ev_add_write(void *p)
-{
-    redisLibuvEvents *e = p;
-    sl_rl_redis_t *r = e->context ? e->context->data : NULL;
-    if (r && r->flushing) {
-        r->write_wanted = 1;
-        return;
-    }
-    poll_update(p, UV_WRITABLE, 0);
-}
-
-static void ev_del_write(void *p)
-{
-    redisLibuvEvents *e = p;
-    sl_rl_redis_t *r = e->context ? e->context->data : NULL;
-    if (r)
-        r->write_wanted = 0;
-    if (e->events & UV_WRITABLE)
-        poll_update(p, 0, UV_WRITABLE);
-}
-
-static void on_retry(uv_timer_t *t);
-
-static void conn_failed(sl_rl_redis_t *r, const char *why)
-{
-    r->state = ST_IDLE;
-    r->stats.connected = 0;
-    if (r->closing)
-        return;
-    if (!r->outage) {
-        sl_log_warn("redis %s: cannot connect: %s; retrying", r->name, why);
-        r->outage = 1;
-    }
-    uv_timer_start(&r->retry_timer, on_retry, r->backoff_ms, 0);
-    r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
-}
-
-static void on_retry(uv_timer_t *t)
-{
-    sl_rl_redis_t *r = t->data;
-    if (r->state == ST_IDLE)
-        start_connect(r);
-    else if (r->state == ST_CONNECTING || r->state == ST_LOADING)
-        force_drop(r, "connect timed out");
-}
+static int load_script(sl_rl_redis_t *r);
 
 static void on_script_loaded(redisAsyncContext *ac, void *reply, void *priv)
 {
-    sl_rl_redis_t *r = ac->data;
+    sl_rl_redis_t *r = priv;
     redisReply *rep = reply;
-    SL_UNUSED(priv);
+    SL_UNUSED(ac);
+    sl_redis_conn_replied(&r->conn, reply);
     if (!rep || r->closing)
-        return; /* the connection is going: on_disconnect handles it */
+        return; /* the connection is going */
     if (rep->type != REDIS_REPLY_STRING || rep->len != 40) {
-        /* stays ST_LOADING: the connect timeout drops it and retries with backoff */
-        if (!r->outage) {
-            sl_log_warn("redis %s: SCRIPT LOAD failed: %.*s; retrying", r->name,
-                        rep->type == REDIS_REPLY_ERROR ? (int)rep->len : 0,
-                        rep->type == REDIS_REPLY_ERROR ? rep->str : "");
-            r->outage = 1;
-        }
+        /* not up yet: the connect timeout drops it and retries with backoff */
+        sl_redis_conn_warn(&r->conn, "SCRIPT LOAD failed: %.*s; retrying",
+                           rep->type == REDIS_REPLY_ERROR ? (int)rep->len : 0,
+                           rep->type == REDIS_REPLY_ERROR ? rep->str : "");
         return;
     }
     memcpy(r->sha, rep->str, 40);
     r->sha[40] = '\0';
-    if (r->state != ST_LOADING)
-        return; /* a re-load after NOSCRIPT */
-    uv_timer_stop(&r->retry_timer);
-    r->state = ST_READY;
-    r->stats.connected = 1;
-    r->stats.connects++;
-    r->backoff_ms = BACKOFF_MIN_MS;
-    if (r->outage)
-        sl_log_info("redis %s: connected again", r->name);
-    r->outage = 0;
+    sl_redis_conn_up(&r->conn); /* ignored after a re-load for NOSCRIPT: up already */
 }
 
 static int load_script(sl_rl_redis_t *r)
 {
     const char *argv[3] = {"SCRIPT", "LOAD", SCRIPT};
     size_t len[3] = {6, 4, sizeof(SCRIPT) - 1};
-    return redisAsyncCommandArgv(r->ac, on_script_loaded, NULL, 3, argv, len) == REDIS_OK ? 0
-                                                                                          : SL_EIO;
+    return sl_redis_conn_command(&r->conn, on_script_loaded, r, 3, argv, len);
 }
 
-static void on_connect(const redisAsyncContext *cac, int status)
+static void conn_handshake(sl_redis_conn_t *c)
 {
-    sl_rl_redis_t *r = cac->data;
-    if (status != REDIS_OK) { /* hiredis frees the context after this returns */
-        r->ac = NULL;
-        uv_timer_stop(&r->retry_timer);
-        conn_failed(r, cac->errstr[0] ? cac->errstr : "connect failed");
-        return;
-    }
-    r->state = ST_LOADING; /* the connect timer keeps running until the script is loaded */
-    if (load_script(r) != 0)
-        force_drop(r, "cannot send SCRIPT LOAD");
+    if (load_script(c->data) != 0)
+        sl_redis_conn_drop(c, "cannot send SCRIPT LOAD");
 }
 
-static void on_disconnect(const redisAsyncContext *cac, int status)
+static void conn_up(sl_redis_conn_t *c)
 {
-    sl_rl_redis_t *r = cac->data;
-    int was_ready = r->stats.connected;
-    const char *why = status == REDIS_OK && r->forced ? r->forced
-                      : cac->errstr[0]                ? cac->errstr
-                                                      : "closed";
-    r->ac = NULL;
-    r->dropping = 0;
-    r->forced = NULL;
+    sl_rl_redis_t *r = c->data;
+    r->stats.connected = 1;
+    r->stats.connects++;
+}
+
+static void conn_down(sl_redis_conn_t *c)
+{
+    sl_rl_redis_t *r = c->data;
     r->stats.connected = 0;
-    if (r->closing)
-        return;
-    uv_timer_stop(&r->retry_timer);
-    if (was_ready)
-        r->stats.disconnects++;
-    if (!r->outage) {
-        sl_log_warn("redis %s: connection lost: %s; retrying", r->name, why);
-        r->outage = 1;
-    }
-    r->state = ST_IDLE;
-    if (was_ready)
-        r->backoff_ms = BACKOFF_MIN_MS;
-    uv_timer_start(&r->retry_timer, on_retry, r->backoff_ms, 0);
-    r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
+    r->stats.disconnects++;
 }
 
-static void start_connect(sl_rl_redis_t *r)
-{
-    redisAsyncContext *ac = redisAsyncConnect(r->ip, r->port);
-    if (!ac) {
-        conn_failed(r, "out of memory");
-        return;
-    }
-    if (ac->err) {
-        char why[128];
-        snprintf(why, sizeof(why), "%s", ac->errstr);
-        redisAsyncFree(ac);
-        conn_failed(r, why);
-        return;
-    }
-    ac->data = r;
-    if (redisLibuvAttach(ac, r->loop) != REDIS_OK) {
-        ac->ev.cleanup = NULL; /* the adapter's cleanup would dereference its missing state */
-        redisAsyncFree(ac);
-        conn_failed(r, "cannot attach to the loop");
-        return;
-    }
-    ac->ev.addRead = ev_add_read;
-    ac->ev.delRead = ev_del_read;
-    ac->ev.addWrite = ev_add_write;
-    ac->ev.delWrite = ev_del_write;
-    r->ac = ac;
-    r->state = ST_CONNECTING;
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    redisAsyncSetConnectCallback(ac, on_connect); /* also arms the write watch */
-    uv_timer_start(&r->retry_timer, on_retry, CONNECT_TIMEOUT_MS, 0);
-}
+static const sl_redis_conn_cfg_t conn_cfg = {
+    .what = NULL,
+    .ping = 0, /* SCRIPT LOAD's answer proves the server alive */
+    .awaits = NULL,
+    .stall = 1,
+    .backoff_max_ms = BACKOFF_MAX_MS,
+    .handshake = conn_handshake,
+    .up = conn_up,
+    .down = conn_down,
+};
 
 /* --- batches --- */
 
@@ -588,7 +350,7 @@ static int batch_send(sl_rl_redis_t *r, struct batch *b)
         r->argv[argc] = p;
         r->argl[argc++] = b->al[i];
     }
-    if (redisAsyncCommandArgv(r->ac, on_reply, b, (int)argc, r->argv, r->argl) != REDIS_OK)
+    if (sl_redis_conn_command(&r->conn, on_reply, b, (int)argc, r->argv, r->argl) != 0)
         return SL_EIO;
     r->stats.batches++;
     return 0;
@@ -599,12 +361,12 @@ static void batch_fail(sl_rl_redis_t *r, struct batch *b)
 {
     for (unsigned i = 0; i < b->nreq; i++) {
         struct req *q = b->reqs[i];
-        if (q->state == R_WAITING) {
-            q->state = R_DONE;
+        if (q->rq.waiting) {
+            q->rq.waiting = 0;
             r->stats.errors++;
             q->cb(q->arg, SL_EIO);
         }
-        req_unlink(r, q);
+        sl_redis_reqs_remove(&r->reqs, &q->rq);
         req_put(r, q);
     }
     batch_put(r, b);
@@ -614,21 +376,16 @@ static void batch_fail(sl_rl_redis_t *r, struct batch *b)
 static void flush(sl_rl_redis_t *r)
 {
     struct batch *b;
-    r->flushing = 1;
+    sl_redis_conn_cork(&r->conn);
     while ((b = r->open_head) != NULL) {
         r->open_head = b->next;
         if (!r->open_head)
             r->open_tail = NULL;
         b->next = NULL;
-        if (r->state != ST_READY || r->closing || batch_send(r, b) != 0)
+        if (!sl_redis_conn_ready(&r->conn) || r->closing || batch_send(r, b) != 0)
             batch_fail(r, b);
     }
-    r->flushing = 0;
-    if (r->write_wanted && r->ac && !r->closing) {
-        /* write now; hiredis asks for a write watch (a real one now) if some is left */
-        r->write_wanted = 0;
-        redisAsyncHandleWrite(r->ac);
-    }
+    sl_redis_conn_uncork(&r->conn); /* one write for every batch sent */
     if (!r->closing)
         arm(r);
 }
@@ -690,13 +447,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     redisReply *rep = reply;
     SL_UNUSED(ac);
 
-    if (!rep) { /* the connection is being freed: every pending reply fails */
-        if (r->ac && !r->dropping) {
-            r->dropping = 1;
-            if (r->state != ST_CLOSING)
-                r->state = ST_DROPPING;
-        }
-    } else if (is_noscript(rep) && !b->retried && r->state == ST_READY) {
+    /* NULL: the connection is being freed: every pending reply fails */
+    sl_redis_conn_replied(&r->conn, reply);
+    if (rep && is_noscript(rep) && !b->retried && sl_redis_conn_ready(&r->conn)) {
         /* Redis lost the script (SCRIPT FLUSH, restart behind a proxy): load it and send the
          * batch once more; pipelined, so the re-send runs after the load. */
         b->retried = 1;
@@ -709,10 +462,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     uint64_t now_ns = uv_hrtime();
     for (unsigned i = 0; i < b->nreq; i++) {
         struct req *q = b->reqs[i];
-        if (q->state == R_WAITING) {
+        if (q->rq.waiting) {
             sl_rl_check_t tmp[MAX_CHECKS];
             int res = good ? parse_one(rep, &at, q->checks, tmp, q->n) : SL_EIO;
-            q->state = R_DONE;
+            q->rq.waiting = 0;
             if (res == SL_EIO) {
                 good = 0; /* the rest of the reply cannot be trusted either */
                 r->stats.errors++;
@@ -730,7 +483,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         } else {
             at += q->n; /* cancelled or timed out: its checks may be gone */
         }
-        req_unlink(r, q);
+        sl_redis_reqs_remove(&r->reqs, &q->rq);
         req_put(r, q);
     }
     batch_put(r, b);
@@ -740,11 +493,11 @@ int sl_rl_redis_decide(sl_rl_redis_t *r, sl_rl_check_t *checks, unsigned n, sl_r
                        void *arg, void **handle)
 {
     r->stats.calls++;
-    if (r->state != ST_READY) {
+    if (!sl_redis_conn_ready(&r->conn)) {
         r->stats.not_connected++;
         return SL_EIO;
     }
-    if (n == 0 || n > MAX_CHECKS || !cb || r->pending >= MAX_PENDING) {
+    if (n == 0 || n > MAX_CHECKS || !cb || r->reqs.n >= MAX_PENDING) {
         r->stats.errors++;
         return SL_EIO;
     }
@@ -772,17 +525,16 @@ int sl_rl_redis_decide(sl_rl_redis_t *r, sl_rl_check_t *checks, unsigned n, sl_r
     }
     q->checks = checks;
     q->n = n;
-    q->state = R_WAITING;
+    q->rq.waiting = 1;
+    q->rq.deadline_ms = uv_now(r->loop) + r->timeout_ms;
     q->cb = cb;
     q->arg = arg;
-    q->sent_ms = uv_now(r->loop);
-    q->deadline_ms = q->sent_ms + r->timeout_ms;
     q->sent_ns = uv_hrtime();
     batch_add(r, b, q);
-    req_link(r, q);
+    sl_redis_reqs_push(&r->reqs, &q->rq);
     if (!uv_is_active((uv_handle_t *)&r->flusher))
         uv_idle_start(&r->flusher, on_idle);
-    if (!uv_is_active((uv_handle_t *)&r->deadline_timer) || r->timer_due_ms > q->deadline_ms)
+    if (!uv_is_active((uv_handle_t *)&r->deadline_timer) || r->timer_due_ms > q->rq.deadline_ms)
         arm(r);
     if (handle)
         *handle = q;
@@ -793,8 +545,8 @@ void sl_rl_redis_cancel(sl_rl_redis_t *r, void *handle)
 {
     struct req *q = handle;
     SL_UNUSED(r);
-    if (q && q->state == R_WAITING)
-        q->state = R_DONE; /* stays linked: its reply (or the connection's end) frees it */
+    if (q && q->rq.waiting)
+        q->rq.waiting = 0; /* stays linked: its reply (or the connection's end) frees it */
 }
 
 const sl_rl_redis_stats_t *sl_rl_redis_stats(const sl_rl_redis_t *r)
@@ -827,41 +579,27 @@ sl_rl_redis_t *sl_rl_redis_new(uv_loop_t *loop, const sl_addr_t *addr, uint64_t 
     memcpy(r->prefix, prefix, r->prefix_len + 1);
     r->loop = loop;
     r->timeout_ms = timeout_ms ? timeout_ms : 1;
-    r->stall_ms = 4 * r->timeout_ms > STALL_MIN_MS ? 4 * r->timeout_ms : STALL_MIN_MS;
-    r->backoff_ms = BACKOFF_MIN_MS;
-    snprintf(r->name, sizeof(r->name), "%s", addr->text);
-    if (addr->ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&addr->ss;
-        inet_ntop(AF_INET6, &s6->sin6_addr, r->ip, sizeof(r->ip));
-        r->port = ntohs(s6->sin6_port);
-    } else {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&addr->ss;
-        inet_ntop(AF_INET, &s4->sin_addr, r->ip, sizeof(r->ip));
-        r->port = ntohs(s4->sin_port);
-    }
     uv_timer_init(loop, &r->deadline_timer);
-    uv_timer_init(loop, &r->retry_timer);
     uv_idle_init(loop, &r->flusher);
-    r->deadline_timer.data = r->retry_timer.data = r->flusher.data = r;
-    r->open_handles = 3;
-    r->state = ST_IDLE;
-    start_connect(r);
+    r->deadline_timer.data = r->flusher.data = r;
+    sl_redis_conn_init(&r->conn, loop, addr, r->timeout_ms, &conn_cfg, r);
+    r->open_handles = 3; /* the two handles, and the connection */
+    sl_redis_conn_start(&r->conn);
     return r;
 }
 
-static void on_handle_closed(uv_handle_t *h)
+static void closed_one(sl_rl_redis_t *r)
 {
-    sl_rl_redis_t *r = h->data;
     if (--r->open_handles > 0)
         return;
-    while (r->head) { /* only if hiredis still held replies: never expected */
-        struct req *q = r->head;
-        req_unlink(r, q);
+    while (r->reqs.head) { /* only if hiredis still held replies: never expected */
+        struct req *q = (struct req *)r->reqs.head;
+        sl_redis_reqs_remove(&r->reqs, &q->rq);
         free(q);
     }
     while (r->free_list) {
         struct req *q = r->free_list;
-        r->free_list = q->next;
+        r->free_list = (struct req *)q->rq.next;
         free(q);
     }
     while (r->free_batches) {
@@ -875,27 +613,28 @@ static void on_handle_closed(uv_handle_t *h)
     free(r);
 }
 
+static void on_handle_closed(uv_handle_t *h)
+{
+    closed_one(h->data);
+}
+
+static void on_conn_closed(sl_redis_conn_t *c)
+{
+    closed_one(c->data);
+}
+
 void sl_rl_redis_close(sl_rl_redis_t *r)
 {
     if (!r || r->closing)
         return;
     r->closing = 1;
-    int prev = r->state;
-    r->state = ST_CLOSING;
     r->stats.connected = 0;
     uv_timer_stop(&r->deadline_timer);
-    uv_timer_stop(&r->retry_timer);
     uv_idle_stop(&r->flusher);
     flush(r); /* closing: the batches not sent yet fail (SL_EIO to their callers) */
     /* Fails every pending reply (SL_EIO to the waiting callers), synchronously, or right
      * after the hiredis callback we may be inside of returns. */
-    if (r->ac && !r->dropping) {
-        redisAsyncContext *ac = r->ac;
-        if (prev == ST_CONNECTING)
-            r->ac = NULL;
-        redisAsyncFree(ac);
-    }
+    sl_redis_conn_close(&r->conn, on_conn_closed);
     uv_close((uv_handle_t *)&r->deadline_timer, on_handle_closed);
-    uv_close((uv_handle_t *)&r->retry_timer, on_handle_closed);
     uv_close((uv_handle_t *)&r->flusher, on_handle_closed);
 }

@@ -11,131 +11,25 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
 #include "../../src/cache/cache_redis.h"
 #include "../../src/core/log.h"
+#include "redis_test.h"
 
-#define REDIS_BIN "/usr/bin/redis-server"
 #define PREFIX "test:l2:"
 #define MS 1000000ull
 
-static int have_redis;
-static int redis_port;
-static pid_t redis_pid;
 static uv_loop_t loop;
-
-/* The module logs through sl_log; this test provides it and counts the lines it cares about. */
-static int n_lost, n_cannot, n_again;
-
-void sl_log(int level, const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "  [log %d] %s\n", level, line);
-    n_lost += strstr(line, "connection lost") != NULL;
-    n_cannot += strstr(line, "cannot connect") != NULL;
-    n_again += strstr(line, "connected again") != NULL;
-}
-
-/* --- redis-server --- */
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-static redisContext *sync_ctx(void)
-{
-    struct timeval tv = {1, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
-    if (c && c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    return c;
-}
-
-static pid_t redis_start(int port)
-{
-    char p[16];
-    snprintf(p, sizeof(p), "%d", port);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int dn = open("/dev/null", O_RDWR);
-        dup2(dn, 1);
-        dup2(dn, 2);
-        execl(REDIS_BIN, "redis-server", "--port", p, "--save", "", "--appendonly", "no", "--bind",
-              "127.0.0.1", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 500 && pid > 0; i++) { /* up to 5 s until it answers PING */
-        redisContext *c = sync_ctx();
-        if (c) {
-            redisReply *rep = redisCommand(c, "PING");
-            int ok = rep && rep->type == REDIS_REPLY_STATUS;
-            freeReplyObject(rep);
-            redisFree(c);
-            if (ok)
-                return pid;
-        }
-        usleep(10000);
-    }
-    if (pid > 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-    }
-    return -1;
-}
-
-static void redis_kill(void)
-{
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGKILL);
-        waitpid(redis_pid, NULL, 0);
-        redis_pid = 0;
-    }
-}
 
 static int group_setup(void **state)
 {
     SL_UNUSED(state);
-    if (access(REDIS_BIN, X_OK) != 0) {
-        fprintf(stderr,
-                "test_cache_redis: %s not found: skipping the server tests "
-                "(apt-get install redis-server)\n",
-                REDIS_BIN);
-        return 0;
-    }
-    redis_port = free_port();
-    assert_true(redis_port > 0);
-    redis_pid = redis_start(redis_port);
-    assert_true(redis_pid > 0);
-    have_redis = 1;
-    return 0;
+    return redis_group_start("test_cache_redis");
 }
 
 static int group_teardown(void **state)
@@ -159,10 +53,7 @@ static int setup(void **state)
     else
         redis_pid = redis_start(redis_port);
     assert_true(redis_pid > 0);
-    redisContext *c = sync_ctx();
-    assert_non_null(c);
-    freeReplyObject(redisCommand(c, "FLUSHALL"));
-    redisFree(c);
+    redis_flushall();
     return 0;
 }
 
@@ -176,14 +67,6 @@ static int teardown(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
     return 0;
 }
-
-#define NEED_REDIS()                                                                               \
-    do {                                                                                           \
-        if (!have_redis) {                                                                         \
-            print_message("skipped: " REDIS_BIN " is missing\n");                                  \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
 
 /* --- the loop, always for a bounded time --- */
 
@@ -244,14 +127,7 @@ static int is_subscribed(void *arg)
 
 static sl_l2_t *mk_l2(int port, uint64_t timeout_ms)
 {
-    sl_addr_t a;
-    memset(&a, 0, sizeof(a));
-    struct sockaddr_in *sa = (struct sockaddr_in *)&a.ss;
-    sa->sin_family = AF_INET;
-    sa->sin_port = htons((uint16_t)port);
-    sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.len = sizeof(*sa);
-    snprintf(a.text, sizeof(a.text), "127.0.0.1:%d", port);
+    sl_addr_t a = loopback_addr(port);
     sl_l2_t *l = sl_l2_new(&loop, &a, timeout_ms, PREFIX);
     assert_non_null(l);
     return l;
