@@ -1005,6 +1005,8 @@ static void up_eof(px_t *p, ssize_t err)
     }
     if (p->resp_kind == SL_BODY_EOF) {
         /* The body ran to the close, as announced. */
+        if (p->tap && !p->swallow)
+            tap_end(p, 0); /* before the client sees the end (as in up_read) */
         if (p->rechunk && !p->swallow) {
             static const char last[] = "0\r\n\r\n";
             uv_buf_t b = uv_buf_init((char *)last, sizeof(last) - 1);
@@ -1325,6 +1327,9 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     u->rbuf = NULL; /* ownership of b (and hb) passes to conn with the send */
     sl_buf_t *own[2] = {hb, b};
+    if (done && p->tap)
+        tap_end(p, 0); /* the tap (a cache fill) finishes before the client can see the end
+                        * and ask again: its next request then finds what was stored */
     int congested = sl_conn_send(x, iov, n, own, 2);
     if (done) {
         complete(p);
