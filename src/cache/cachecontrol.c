@@ -4,6 +4,7 @@
 #include "cachecontrol.h"
 
 #include "../core/httpdate.h"
+#include "../core/lex.h"
 
 #include <limits.h>
 #include <stddef.h>
@@ -15,53 +16,11 @@
  * Bytes
  * ------------------------------------------------------------------------------------- */
 
-static inline unsigned char lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
-}
-
-/* tchar (RFC 9110 §5.6.2): a visible ASCII byte other than a delimiter. */
-static int is_tchar(unsigned char c)
-{
-    return c > 0x20 && c < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", c);
-}
-
-static inline int is_ows(unsigned char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-static const char *skip_ows(const char *p, const char *e)
-{
-    while (p < e && is_ows((unsigned char)*p))
-        p++;
-    return p;
-}
-
-/* Trim OWS on both sides of [*p, *e). */
-static void trim(const char **p, const char **e)
-{
-    *p = skip_ows(*p, *e);
-    while (*e > *p && is_ows((unsigned char)(*e)[-1]))
-        (*e)--;
-}
-
-/* a[0..n) equals the lower-case literal lit[0..n), ignoring a's case. */
-static int ieq_lit(const char *a, size_t n, const char *lit, size_t litlen)
-{
-    if (n != litlen)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (lower((unsigned char)a[i]) != (unsigned char)lit[i])
-            return 0;
-    return 1;
-}
-
 /* Header field h is named lit (lower-case literal). By name, not by id: the ids are the
  * parser's business and hand-built header arrays (tests, the cache's own) carry none. */
 static int hdr_is(const sl_http_header_t *h, const char *lit, size_t litlen)
 {
-    return h->name && ieq_lit(h->name, h->name_len, lit, litlen);
+    return h->name && sl_ieq_lit(h->name, h->name_len, lit, litlen);
 }
 #define HDR_IS(h, lit) hdr_is((h), lit, sizeof(lit) - 1)
 
@@ -149,7 +108,7 @@ static const directive_t DIRECTIVES[] = {
 static const directive_t *find_directive(const char *name, size_t len)
 {
     for (size_t i = 0; i < SL_ARRAY_LEN(DIRECTIVES); i++)
-        if (ieq_lit(name, len, DIRECTIVES[i].name, strlen(DIRECTIVES[i].name)))
+        if (sl_ieq_lit(name, len, DIRECTIVES[i].name, strlen(DIRECTIVES[i].name)))
             return &DIRECTIVES[i];
     return NULL;
 }
@@ -234,12 +193,12 @@ int sl_cc_parse(const char *v, size_t n, sl_cc_t *out)
     const char *p = v, *e = v + n;
     int count = 0;
     while (p < e) {
-        while (p < e && (is_ows((unsigned char)*p) || *p == ','))
+        while (p < e && (sl_is_ows((unsigned char)*p) || *p == ','))
             p++;
         if (p == e)
             break;
         const char *name = p;
-        while (p < e && is_tchar((unsigned char)*p))
+        while (p < e && sl_is_tchar((unsigned char)*p))
             p++;
         size_t name_len = (size_t)(p - name);
         if (name_len == 0) { /* not a directive: skip the element */
@@ -248,10 +207,10 @@ int sl_cc_parse(const char *v, size_t n, sl_cc_t *out)
         }
         int has_value = 0, quoted = 0, bad = 0;
         const char *vs = NULL, *ve = NULL;
-        const char *q = skip_ows(p, e);
+        const char *q = sl_skip_ows(p, e);
         if (q < e && *q == '=') {
             has_value = 1;
-            q = skip_ows(q + 1, e);
+            q = sl_skip_ows(q + 1, e);
             if (q < e && *q == '"') {
                 quoted = 1;
                 vs = ++q;
@@ -264,13 +223,13 @@ int sl_cc_parse(const char *v, size_t n, sl_cc_t *out)
                     bad = 1; /* unterminated */
             } else {
                 vs = q;
-                while (q < e && is_tchar((unsigned char)*q))
+                while (q < e && sl_is_tchar((unsigned char)*q))
                     q++;
                 ve = q;
             }
             p = q;
         }
-        p = skip_ows(p, e);
+        p = sl_skip_ows(p, e);
         if (p < e && *p != ',') { /* trailing garbage: the element's value is invalid */
             bad = 1;
             p = skip_element(p, e);
@@ -403,7 +362,7 @@ static int sf_bare_item(const char **pp, const char *e, sf_item_t *it)
     }
     if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '*') { /* §4.2.6 */
         p++;
-        while (p < e && (is_tchar((unsigned char)*p) || *p == ':' || *p == '/'))
+        while (p < e && (sl_is_tchar((unsigned char)*p) || *p == ':' || *p == '/'))
             p++;
         it->type = SF_TOK;
         *pp = p;
@@ -503,7 +462,7 @@ int sl_cc_parse_targeted(const char *v, size_t n, sl_cc_t *out)
     if (!v)
         return n ? SL_EBADMSG : SL_OK;
     const char *p = v, *e = v + n;
-    trim(&p, &e); /* §4.2: leading and trailing SP discarded (OWS: harmless leniency) */
+    sl_trim(&p, &e); /* §4.2: leading and trailing SP discarded (OWS: harmless leniency) */
     while (p < e) {
         const char *k;
         size_t klen;
@@ -525,12 +484,12 @@ int sl_cc_parse_targeted(const char *v, size_t n, sl_cc_t *out)
         const directive_t *d = find_directive(k, klen);
         if (d)
             sf_apply(out, d, &it);
-        p = skip_ows(p, e);
+        p = sl_skip_ows(p, e);
         if (p == e)
             break;
         if (*p != ',')
             return SL_EBADMSG;
-        p = skip_ows(p + 1, e);
+        p = sl_skip_ows(p + 1, e);
         if (p == e)
             return SL_EBADMSG; /* trailing comma */
     }
@@ -562,7 +521,7 @@ void sl_cc_response_directives(const sl_http_header_t *h, unsigned n, sl_cc_t *o
                 continue;
             const char *p = h[i].value, *e = hval_end(&h[i]);
             if (p)
-                trim(&p, &e);
+                sl_trim(&p, &e);
             if (!p || p == e)
                 continue; /* an empty line adds nothing to the combined value */
             nonempty = 1;
@@ -835,7 +794,7 @@ void sl_cc_entry_init(sl_cc_entry_t *e, const sl_http_header_t *resp, unsigned n
         if (!HDR_IS(&resp[i], "age") || !resp[i].value)
             continue;
         const char *p = resp[i].value, *q = hval_end(&resp[i]);
-        trim(&p, &q);
+        sl_trim(&p, &q);
         uint32_t a;
         if (delta_parse(p, q, 0, &a) && a > age)
             age = a;
@@ -1005,7 +964,7 @@ int sl_cc_vary_add(sl_cc_vary_t *out, const char *v, size_t n)
         const char *t = p;
         if (p < e)
             p++;
-        trim(&s, &t);
+        sl_trim(&s, &t);
         size_t len = (size_t)(t - s);
         if (len == 0)
             continue; /* empty list elements are ignored (RFC 9110 §5.6.1) */
@@ -1019,11 +978,11 @@ int sl_cc_vary_add(sl_cc_vary_t *out, const char *v, size_t n)
             break;
         }
         for (size_t i = 0; i < len; i++) {
-            if (!is_tchar((unsigned char)s[i])) {
+            if (!sl_is_tchar((unsigned char)s[i])) {
                 out->flags |= SL_CC_VARY_BAD;
                 break;
             }
-            name[i] = (char)lower((unsigned char)s[i]);
+            name[i] = (char)sl_lower((unsigned char)s[i]);
         }
         if (out->flags)
             break;
@@ -1104,7 +1063,7 @@ static void emit_elements(key_sink_t *s, const char *v, size_t n, int *first)
         const char *b = p;
         if (p < e)
             p++; /* the comma */
-        trim(&a, &b);
+        sl_trim(&a, &b);
         if (a == b)
             continue;
         if (!*first)
@@ -1244,7 +1203,7 @@ static int inm_line(const char *v, size_t n, const char *o, size_t olen)
     const char *p = v, *e = v + n;
     int match = 0, any = 0;
     while (p < e) {
-        while (p < e && (is_ows((unsigned char)*p) || *p == ','))
+        while (p < e && (sl_is_ows((unsigned char)*p) || *p == ','))
             p++;
         if (p == e)
             break;
@@ -1255,7 +1214,7 @@ static int inm_line(const char *v, size_t n, const char *o, size_t olen)
         any = 1;
         if (o && tl == olen && memcmp(t, o, tl) == 0)
             match = 1;
-        p = skip_ows(p, e);
+        p = sl_skip_ows(p, e);
         if (p < e && *p != ',')
             return -1;
     }
@@ -1265,7 +1224,7 @@ static int inm_line(const char *v, size_t n, const char *o, size_t olen)
 static int is_star(const char *v, size_t n)
 {
     const char *p = v, *e = v + n;
-    trim(&p, &e);
+    sl_trim(&p, &e);
     return e - p == 1 && *p == '*';
 }
 
@@ -1275,7 +1234,7 @@ int sl_cc_etag_match(const char *list, size_t n, const char *etag, size_t elen)
         return 0;
     const char *p = etag, *e = etag + elen, *o;
     size_t olen;
-    trim(&p, &e);
+    sl_trim(&p, &e);
     if (!etag_parse(&p, e, &o, &olen) || p != e)
         return 0;
     if (is_star(list, n))
@@ -1299,7 +1258,7 @@ int sl_cc_conditional(const sl_http_header_t *req, unsigned nreq, int stored_sta
         size_t olen = 0;
         if (et && et->value) {
             const char *p = et->value, *e = hval_end(et);
-            trim(&p, &e);
+            sl_trim(&p, &e);
             if (!etag_parse(&p, e, &o, &olen) || p != e)
                 o = NULL;
         }

@@ -3,6 +3,8 @@
  * never read past its length. */
 #include "compress.h"
 
+#include "../core/lex.h"
+
 #include <stddef.h>
 #include <string.h>
 
@@ -10,68 +12,20 @@
  * Bytes
  * ------------------------------------------------------------------------------------- */
 
-static inline unsigned char lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
-}
-
-/* tchar (RFC 9110 §5.6.2): a visible ASCII byte other than a delimiter. */
-static int is_tchar(unsigned char c)
-{
-    return c > 0x20 && c < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", c);
-}
-
-static inline int is_ows(unsigned char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-static const char *skip_ows(const char *p, const char *e)
-{
-    while (p < e && is_ows((unsigned char)*p))
-        p++;
-    return p;
-}
-
-static const char *skip_token(const char *p, const char *e)
-{
-    while (p < e && is_tchar((unsigned char)*p))
-        p++;
-    return p;
-}
-
-/* Trim OWS on both sides of [*p, *e). */
-static void trim(const char **p, const char **e)
-{
-    *p = skip_ows(*p, *e);
-    while (*e > *p && is_ows((unsigned char)(*e)[-1]))
-        (*e)--;
-}
-
-/* a[0..n) equals the lower-case literal lit[0..litlen), ignoring a's case. */
-static int ieq_lit(const char *a, size_t n, const char *lit, size_t litlen)
-{
-    if (n != litlen)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (lower((unsigned char)a[i]) != (unsigned char)lit[i])
-            return 0;
-    return 1;
-}
-#define IEQ(a, n, lit) ieq_lit((a), (n), lit, sizeof(lit) - 1)
+#define IEQ(a, n, lit) sl_ieq_lit((a), (n), lit, sizeof(lit) - 1)
 
 /* [a, b) ends with the lower-case literal lit, ignoring case, with at least one byte
  * before it. */
 static int iends_with(const char *a, const char *b, const char *lit, size_t litlen)
 {
-    return (size_t)(b - a) > litlen && ieq_lit(b - litlen, litlen, lit, litlen);
+    return (size_t)(b - a) > litlen && sl_ieq_lit(b - litlen, litlen, lit, litlen);
 }
 
 /* Header field h is named lit (a lower-case literal). By name, not by id: hand-built
  * header arrays (tests, the cache's) carry no ids. */
 static int hdr_is(const sl_http_header_t *h, const char *lit, size_t litlen)
 {
-    return h->name && ieq_lit(h->name, h->name_len, lit, litlen);
+    return h->name && sl_ieq_lit(h->name, h->name_len, lit, litlen);
 }
 #define HDR_IS(h, lit) hdr_is((h), lit, sizeof(lit) - 1)
 
@@ -102,7 +56,7 @@ static int next_element(const char **pp, const char *e, const char **s, const ch
     while (*pp < e) {
         const char *a = *pp, *b = element_end(a, e);
         *pp = b < e ? b + 1 : e;
-        trim(&a, &b);
+        sl_trim(&a, &b);
         if (a < b) {
             *s = a;
             *t = b;
@@ -210,7 +164,7 @@ static int coding_index(const char *name, size_t len)
 static int accept_element(const char *p, const char *e, const char **name, size_t *nlen,
                           unsigned *q)
 {
-    const char *t = skip_token(p, e);
+    const char *t = sl_skip_token(p, e);
     if (t == p)
         return 0;
     *name = p;
@@ -219,23 +173,23 @@ static int accept_element(const char *p, const char *e, const char **name, size_
     int seen_q = 0;
     p = t;
     for (;;) {
-        p = skip_ows(p, e);
+        p = sl_skip_ows(p, e);
         if (p == e)
             return 1;
         if (*p != ';')
             return 0;
-        p = skip_ows(p + 1, e);
+        p = sl_skip_ows(p + 1, e);
         if (p == e || *p == ';') /* an empty parameter */
             continue;
         const char *pn = p;
-        p = skip_token(p, e);
+        p = sl_skip_token(p, e);
         if (p == pn || p == e || *p != '=')
             return 0;
-        int is_q = (p - pn == 1) && lower((unsigned char)*pn) == 'q';
+        int is_q = (p - pn == 1) && sl_lower((unsigned char)*pn) == 'q';
         p++;
         if (is_q) {
             const char *v = p;
-            p = skip_token(p, e);
+            p = sl_skip_token(p, e);
             if (seen_q || !qvalue_parse(v, p, q))
                 return 0;
             seen_q = 1;
@@ -244,7 +198,7 @@ static int accept_element(const char *p, const char *e, const char **name, size_
                 return 0;
         } else {
             const char *v = p;
-            p = skip_token(p, e);
+            p = sl_skip_token(p, e);
             if (p == v)
                 return 0;
         }
@@ -349,17 +303,17 @@ int sl_compress_type_ok(const char *v, size_t n)
     if (!v || !n)
         return 0;
     const char *p = v, *e = v + n;
-    p = skip_ows(p, e);
+    p = sl_skip_ows(p, e);
     const char *type = p;
-    p = skip_token(p, e);
+    p = sl_skip_token(p, e);
     if (p == type || p == e || *p != '/')
         return 0;
     const char *slash = p, *sub = ++p;
-    p = skip_token(p, e);
+    p = sl_skip_token(p, e);
     if (p == sub)
         return 0;
     const char *end = p;
-    p = skip_ows(p, e);
+    p = sl_skip_ows(p, e);
     if (p < e && *p != ';') /* parameters (charset, ...) do not matter; junk does */
         return 0;
     size_t tlen = (size_t)(slash - type), len = (size_t)(end - type);
@@ -368,7 +322,7 @@ int sl_compress_type_ok(const char *v, size_t n)
     if (iends_with(sub, end, "+json", 5) || iends_with(sub, end, "+xml", 4))
         return 1;
     for (size_t i = 0; i < SL_ARRAY_LEN(COMPRESSIBLE); i++)
-        if (ieq_lit(type, len, COMPRESSIBLE[i], strlen(COMPRESSIBLE[i])))
+        if (sl_ieq_lit(type, len, COMPRESSIBLE[i], strlen(COMPRESSIBLE[i])))
             return 1;
     return 0;
 }
@@ -384,8 +338,8 @@ static int list_has(const sl_http_header_t *h, unsigned n, const char *lit, size
         if (!hdr_is(&h[i], lit, litlen) || !hval(&h[i], &p, &e))
             continue;
         while (next_element(&p, e, &s, &t)) {
-            const char *k = skip_token(s, t);
-            if (ieq_lit(s, (size_t)(k - s), want, wantlen))
+            const char *k = sl_skip_token(s, t);
+            if (sl_ieq_lit(s, (size_t)(k - s), want, wantlen))
                 return 1;
         }
     }
@@ -406,7 +360,7 @@ static int list_has_other(const sl_http_header_t *h, unsigned n, const char *lit
         if (hval(&h[i], &p, &e)) {
             while (next_element(&p, e, &s, &t)) {
                 any = 1;
-                if (!ieq_lit(s, (size_t)(t - s), ok, oklen))
+                if (!sl_ieq_lit(s, (size_t)(t - s), ok, oklen))
                     return 1;
             }
         }
@@ -547,7 +501,7 @@ int64_t sl_compress_etag(const char *etag, size_t n, int coding, char *out, size
     if (!etag || !n)
         return SL_EINVAL;
     const char *s = etag, *e = etag + n;
-    trim(&s, &e);
+    sl_trim(&s, &e);
     /* entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE; etagc = %x21 / %x23-7E / obs-text */
     const char *q = s;
     if (e - q >= 2 && q[0] == 'W' && q[1] == '/')

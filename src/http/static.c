@@ -3,6 +3,8 @@
  * sl_static_open, which block in the file system (threadpool only). */
 #include "static.h"
 
+#include "../core/lex.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -24,11 +26,6 @@
  * Bytes
  * ------------------------------------------------------------------------------------- */
 
-static inline unsigned char lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
-}
-
 static inline int is_digit(unsigned char c)
 {
     return c >= '0' && c <= '9';
@@ -39,23 +36,10 @@ static int hexval(unsigned char c)
 {
     if (is_digit(c))
         return c - '0';
-    c = lower(c);
+    c = sl_lower(c);
     if (c >= 'a' && c <= 'f')
         return c - 'a' + 10;
     return -1;
-}
-
-static inline int is_ows(unsigned char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-static void trim(const char **p, const char **e)
-{
-    while (*p < *e && is_ows((unsigned char)**p))
-        (*p)++;
-    while (*e > *p && is_ows((unsigned char)(*e)[-1]))
-        (*e)--;
 }
 
 /* a[0..n) equals the lower-case literal lit, ignoring a's case. */
@@ -65,7 +49,7 @@ static int ieq(const char *a, size_t n, const char *lit)
     if (n != k)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (lower((unsigned char)a[i]) != (unsigned char)lit[i])
+        if (sl_lower((unsigned char)a[i]) != (unsigned char)lit[i])
             return 0;
     return 1;
 }
@@ -443,7 +427,7 @@ const char *sl_static_content_type(const char *name, size_t n)
     if (len == 0 || len >= sizeof(ext))
         return SL_STATIC_TYPE_DEFAULT;
     for (size_t i = 0; i < len; i++)
-        ext[i] = (char)lower((unsigned char)dot[1 + i]);
+        ext[i] = (char)sl_lower((unsigned char)dot[1 + i]);
     ext[len] = '\0';
     size_t lo = 0, hi = SL_ARRAY_LEN(TYPES);
     while (lo < hi) {
@@ -564,7 +548,7 @@ int sl_static_range_parse(const char *v, size_t n, uint64_t size, uint64_t *firs
     if (!v)
         return SL_STATIC_RANGE_NONE;
     const char *p = v, *e = v + n;
-    trim(&p, &e);
+    sl_trim(&p, &e);
     const char *eq = memchr(p, '=', (size_t)(e - p));
     if (!eq || !ieq(p, (size_t)(eq - p), "bytes"))
         return SL_STATIC_RANGE_NONE; /* another unit, or not a ranges-specifier */
@@ -575,7 +559,7 @@ int sl_static_range_parse(const char *v, size_t n, uint64_t size, uint64_t *firs
         const char *c = memchr(p, ',', (size_t)(e - p));
         const char *s = p, *se = c ? c : e;
         p = se + 1;
-        trim(&s, &se);
+        sl_trim(&s, &se);
         if (s == se) {
             if (!c)
                 break;
@@ -711,12 +695,12 @@ static int list_match(const char *v, size_t n, const etag_t *ours, int strong)
     if (!v)
         return -1;
     const char *p = v, *e = v + n;
-    trim(&p, &e);
+    sl_trim(&p, &e);
     if (e - p == 1 && *p == '*')
         return 1;
     int match = 0, members = 0;
     while (p < e) {
-        if (*p == ',' || is_ows((unsigned char)*p)) {
+        if (*p == ',' || sl_is_ows((unsigned char)*p)) {
             p++;
             continue;
         }
@@ -724,7 +708,7 @@ static int list_match(const char *v, size_t n, const etag_t *ours, int strong)
         if (!etag_parse(&p, e, &t))
             return -1;
         members++;
-        while (p < e && is_ows((unsigned char)*p))
+        while (p < e && sl_is_ows((unsigned char)*p))
             p++;
         if (p < e && *p != ',')
             return -1;
@@ -787,7 +771,7 @@ static int if_range_true(const sl_http_header_t *ir, const etag_t *ours, int64_t
     if (!ir->value)
         return 0;
     const char *p = ir->value, *e = p + ir->value_len;
-    trim(&p, &e);
+    sl_trim(&p, &e);
     if (p < e && (*p == '"' || (e - p >= 2 && p[0] == 'W' && p[1] == '/'))) {
         etag_t t;
         if (!etag_parse(&p, e, &t) || p != e || !ours)
