@@ -11,7 +11,7 @@ FROM ${DEBIAN_IMAGE} AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       gcc libc6-dev make pkg-config \
-      libuv1-dev libyaml-dev libjansson-dev libssl-dev libhiredis-dev \
+      libuv1-dev libyaml-dev libjansson-dev libssl-dev libhiredis-dev zlib1g-dev libbrotli-dev libnghttp2-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what `make build/sluice` reads (the status page is embedded by tools/embed).
@@ -42,7 +42,7 @@ LABEL org.opencontainers.image.title="sluice" \
 # health check below uses bash's /dev/tcp, not curl.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libuv1 libyaml-0-2 libjansson4 libssl3 libhiredis0.14 \
+      libuv1 libyaml-0-2 libjansson4 libssl3 libhiredis0.14 zlib1g libbrotli1 libnghttp2-14 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 sluice \
  && useradd --uid 10001 --gid sluice --no-create-home --home-dir /nonexistent \

@@ -3,13 +3,14 @@
 # the exact apt-get line).  SAN=1 builds everything with ASan + UBSan into build-san/.
 
 CC       ?= cc
-PKGS     := libuv yaml-0.1 jansson libcrypto hiredis
+PKGS     := libuv yaml-0.1 jansson libcrypto libssl hiredis zlib libbrotlienc libbrotlidec libnghttp2
 # Debian packages the project needs: build, unit tests, fuzzing, integration tests.
 # prometheus: /usr/bin/prometheus and /usr/bin/promtool, for deploy/prometheus/ and its tests;
 # chromium: the status page's test in a headless browser.
 DEB_PKGS := gcc make pkg-config libuv1-dev libyaml-dev libjansson-dev libssl-dev libcmocka-dev clang \
             libclang-rt-14-dev python3-pytest python3-requests python3-h11 curl \
-            libhiredis-dev redis-server \
+            libhiredis-dev redis-server zlib1g-dev libbrotli-dev libnghttp2-dev nghttp2-client \
+            python3-brotli python3-h2 \
             prometheus chromium
 
 ifeq ($(SAN),1)

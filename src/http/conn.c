@@ -485,14 +485,22 @@ int sl_conn_send(sl_exchange_t *x, const uv_buf_t *bufs, unsigned n, sl_buf_t **
 int sl_conn_send_ref(sl_exchange_t *x, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned,
                      unsigned nowned, void (*release)(void *arg), void *release_arg)
 {
-    sl_conn_t *c = x->conn;
-    sl_bufpool_t *pool = &c->w->bufs;
     size_t total = 0;
     for (unsigned i = 0; i < n; i++)
         total += bufs[i].len;
     if (total)
         x->response_started = 1;
     x->bytes_out += total;
+    return sl_conn_write(x->conn, bufs, n, owned, nowned, release, release_arg);
+}
+
+int sl_conn_write(sl_conn_t *c, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned,
+                  unsigned nowned, void (*release)(void *arg), void *release_arg)
+{
+    sl_bufpool_t *pool = &c->w->bufs;
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
     if (c->state == ST_CLOSED || c->closing)
         goto release;
     size_t done = 0;

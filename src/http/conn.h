@@ -118,6 +118,12 @@ int sl_conn_send(sl_exchange_t *x, const uv_buf_t *bufs, unsigned n, sl_buf_t **
 int sl_conn_send_ref(sl_exchange_t *x, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned,
                      unsigned nowned, void (*release)(void *arg), void *release_arg);
 
+/* The one path by which bytes reach the client's socket (sl_conn_send_ref is this plus the
+ * exchange's bookkeeping): same ownership rules and return value as sl_conn_send_ref. A
+ * transport layered on the connection (TLS, an HTTP/2 session) sends through here. */
+int sl_conn_write(sl_conn_t *c, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned,
+                  unsigned nowned, void (*release)(void *arg), void *release_arg);
+
 /* An exchange without a client, for work the gateway does on its own (a cache refresh in
  * the background): its request is a copy of from's head (from must still be active, and
  * bodiless), in memory it owns; everything sent on it goes nowhere; sl_conn_end calls
