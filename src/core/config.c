@@ -5,6 +5,9 @@
 
 #include "config.h"
 
+#include "../http/compress.h"
+#include "../http/static.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1935,14 +1938,91 @@ static void parse_route_cache(conf_ctx_t *c, const struct field *f, yaml_node_t 
     parse_table(c, val, path, &route_cache_table, &r->cache, &c->key->start_mark);
 }
 
+/* static.compress: a list of coding names, kept as SL_COMPRESS_HAVE_* bits. */
+static void parse_codings(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                          const char *path, void *base)
+{
+    SL_UNUSED(f);
+    uint32_t bits = 0;
+    size_t i = 0;
+    if (!expect_type(c, val, YAML_SEQUENCE_NODE, path))
+        return;
+    for (yaml_node_item_t *it = val->data.sequence.items.start; it < val->data.sequence.items.top;
+         it++, i++) {
+        yaml_node_t *item = node_at(c, *it);
+        char ipath[PATH_LEN];
+        const char *s;
+        size_t len;
+        quoted_t q;
+        if (item == NULL)
+            continue;
+        path_index(ipath, path, i);
+        if (!get_scalar(c, item, ipath, "a coding name", &s, &len))
+            continue;
+        if (bytes_eq(s, len, "br"))
+            bits |= SL_COMPRESS_HAVE_BR;
+        else if (bytes_eq(s, len, "gzip"))
+            bits |= SL_COMPRESS_HAVE_GZIP;
+        else
+            report_mark(c, item->start_mark, "%s: unknown coding %s (expected br or gzip)",
+                        ipath, quote(&q, s, len));
+    }
+    ((sl_static_conf_t *)base)->compress = bits;
+}
+
+static const char *check_index_name(const char *s, size_t len)
+{
+    char name[SL_STATIC_NAME_MAX + 1];
+    if (len == 0 || len > SL_STATIC_NAME_MAX)
+        return "must be one file name of 1..255 bytes";
+    memcpy(name, s, len);
+    name[len] = 0;
+    return sl_static_index_valid(name) && strlen(name) == len
+               ? NULL
+               : "must be one file name (no '/', '\\', control bytes, \".\" or \"..\")";
+}
+
+static const char *check_pattern(const char *s, size_t len)
+{
+    SL_UNUSED(s);
+    return len == 0 || len > 255 ? "must be auto, none or a glob of 1..255 bytes" : NULL;
+}
+
+/* A route's static: target (docs/static.md). */
+static const struct field static_fields[] = {
+    FLD_STRING("root", sl_static_conf_t, root, F_REQUIRED, NULL),
+    FLD_STRING("index", sl_static_conf_t, index, 0, check_index_name),
+    FLD_CUSTOM("compress", 0, parse_codings),
+    FLD_SIZE("compress_min", sl_static_conf_t, compress_min, 0, UINT64_MAX),
+    FLD_SIZE("compress_max", sl_static_conf_t, compress_max, 0, 64u << 20),
+    FLD_STRING("immutable_pattern", sl_static_conf_t, immutable_pattern, 0, check_pattern),
+    FLD_DURATION("max_age", sl_static_conf_t, max_age_ms, 0),
+    FLD_BOOL("dotfiles", sl_static_conf_t, dotfiles),
+    FLD_BOOL("symlinks", sl_static_conf_t, symlinks),
+};
+static const struct table static_table = {TABLE(static_fields), .line_offset = NO_OFFSET};
+
+static void parse_route_static(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                               const char *path, void *base)
+{
+    SL_UNUSED(f);
+    sl_static_conf_t *st = &((sl_route_conf_t *)base)->stat;
+    st->enabled = 1;
+    st->compress = SL_COMPRESS_HAVE_ALL;
+    st->compress_min = SL_COMPRESS_MIN_LENGTH;
+    st->compress_max = 1u << 20;
+    st->symlinks = 1;
+    parse_table(c, val, path, &static_table, st, &c->key->start_mark);
+}
+
 static const struct field route_fields[] = {
     FLD_STRING("name", sl_route_conf_t, name, 0, check_label_name),
     FLD_TABLE("match", 0, &match_table, F_REQUIRED),
-    FLD_CUSTOM("service", F_REQUIRED, parse_route_service),
+    FLD_CUSTOM("service", 0, parse_route_service),
     FLD_LIST("rate_limits", sl_route_conf_t, rate_limits, nrate_limits, &limit_table, 0, 64),
     FLD_CUSTOM("cache", 0, parse_route_cache),
     FLD_BOOL("dedupe", sl_route_conf_t, dedupe),
-    FLD_LATER("static"),
+    FLD_CUSTOM("static", 0, parse_route_static),
     FLD_CUSTOM("require_auth", 0, parse_require_auth),
 };
 static const struct table route_table = {TABLE(route_fields),
@@ -2423,8 +2503,8 @@ static void resolve_services(conf_ctx_t *c, yaml_node_t *root)
     sl_config_t *cfg = c->cfg;
     yaml_node_t *rkey = NULL, *services;
 
-    if (cfg->nroutes == 0)
-        return;
+    if (cfg->nroutes == 0 || c->nrefs == 0)
+        return; /* no route names a service (static routes only) */
     services = map_get(c, root, "services", NULL);
     if (services != NULL && services->type != YAML_MAPPING_NODE)
         return; /* already reported; every route would only repeat it */
@@ -2465,6 +2545,48 @@ static void check_cache(conf_ctx_t *c, yaml_node_t *root)
                        "routes[%u]: dedupe is for routes without cache (a caching route "
                        "already coalesces its misses)",
                        i);
+}
+
+/* Each route has one target: a service or a static: directory, which must exist now
+ * (a typo'd root is an error at -t, not a 404 for every request later). */
+static void check_targets(conf_ctx_t *c)
+{
+    sl_config_t *cfg = c->cfg;
+    for (uint32_t i = 0; i < cfg->nroutes; i++) {
+        sl_route_conf_t *r = &cfg->routes[i];
+        sl_static_conf_t *st = &r->stat;
+        if (!r->service && !st->enabled) {
+            vreport_at(c, r->line, r->col, "routes[%u]: needs a target: service or static", i);
+            continue;
+        }
+        if (!st->enabled)
+            continue;
+        if (r->service)
+            vreport_at(c, r->line, r->col,
+                       "routes[%u]: has both service and static; a route has one target", i);
+        if (r->cache.enabled || r->dedupe)
+            vreport_at(c, r->line, r->col,
+                       "routes[%u]: cache and dedupe are for service routes (static answers "
+                       "are read from files and carry their own validators)",
+                       i);
+        if (!st->index) {
+            st->index = strdup("index.html");
+            if (!st->index) {
+                report_oom(c);
+                return;
+            }
+        }
+        if (st->compress_max < st->compress_min)
+            vreport_at(c, r->line, r->col,
+                       "routes[%u].static: compress_max is below compress_min", i);
+        struct stat sb;
+        if (st->root && stat(st->root, &sb) != 0)
+            vreport_at(c, r->line, r->col, "routes[%u].static.root: %s: %s", i, st->root,
+                       strerror(errno));
+        else if (st->root && !S_ISDIR(sb.st_mode))
+            vreport_at(c, r->line, r->col, "routes[%u].static.root: %s: not a directory", i,
+                       st->root);
+    }
 }
 
 static void check_admin_listen(conf_ctx_t *c, yaml_node_t *root)
@@ -2630,6 +2752,7 @@ static void load_document(conf_ctx_t *c, const char *data, size_t len)
         parse_table(c, root, "", &top_table, c->cfg, NULL);
         resolve_services(c, root);
         check_cache(c, root);
+        check_targets(c);
         check_admin_listen(c, root);
         finish_routes(c->cfg);
         finish_limits(c);
@@ -2812,6 +2935,9 @@ void sl_config_free(sl_config_t *cfg)
         free(cfg->routes[i].name);
         free(cfg->routes[i].host);
         free(cfg->routes[i].service);
+        free(cfg->routes[i].stat.root);
+        free(cfg->routes[i].stat.index);
+        free(cfg->routes[i].stat.immutable_pattern);
     }
     free(cfg->routes);
     free_limits(cfg->rate_limits, cfg->nrate_limits);

@@ -174,6 +174,21 @@ typedef struct sl_route_cache_conf {
     int allow_set_cookie; /* store answers carrying Set-Cookie */
 } sl_route_cache_conf_t;
 
+/* A route's static: target (docs/static.md): files under root answer the route. */
+typedef struct sl_static_conf {
+    int enabled;
+    char *root;               /* directory; checked at load (exists, is a directory) */
+    char *index;              /* index file name for directory paths (default index.html) */
+    uint32_t compress;        /* SL_COMPRESS_HAVE_* bits: codings offered (default br, gzip) */
+    uint64_t compress_min;    /* smaller files are sent as they are (default 1k) */
+    uint64_t compress_max;    /* larger ones only from precompressed siblings (default 1m) */
+    char *immutable_pattern;  /* "auto" (fingerprinted names), "none", or an fnmatch glob
+                                 matched against the path below root */
+    uint64_t max_age_ms;      /* Cache-Control max-age for the rest; 0: none sent */
+    int dotfiles;             /* serve names starting with '.' (default no) */
+    int symlinks;             /* follow symlinks that stay inside root (default yes) */
+} sl_static_conf_t;
+
 typedef struct sl_route_conf {
     char *name;          /* optional; the route's label in metrics and alert selectors
                             (default: its path_prefix) */
@@ -188,6 +203,7 @@ typedef struct sl_route_conf {
     int require_auth;    /* 401 without a valid JWT */
     sl_route_cache_conf_t cache;
     int dedupe;          /* identical concurrent GETs share one upstream answer */
+    sl_static_conf_t stat; /* static: target; service is NULL then */
     int line, col;
 } sl_route_conf_t;
 

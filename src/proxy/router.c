@@ -13,6 +13,7 @@
 #include "../core/log.h"
 #include "../policy/ratelimit_redis.h"
 #include "proxy.h"
+#include "static_route.h"
 
 /* The router's per-exchange state, in front of the proxy's in x->hdata: the limit
  * checks of a request, kept while a shared (Redis) decision is pending. */
@@ -324,7 +325,15 @@ int sl_gateway_build(sl_gateway_t *g, sl_config_t *cfg, int nthreads)
     for (uint32_t i = 0; i < cfg->nroutes; i++) {
         g->routes[i].conf = &cfg->routes[i];
         g->routes[i].index = i;
-        g->routes[i].service = &g->up.services[cfg->routes[i].service_index];
+        if (cfg->routes[i].stat.enabled) {
+            g->routes[i].stat = calloc(1, sizeof(sl_static_route_t));
+            if (!g->routes[i].stat || sl_static_route_init(g->routes[i].stat, &cfg->routes[i].stat)) {
+                sl_gateway_free(g);
+                return SL_EINVAL;
+            }
+        } else {
+            g->routes[i].service = &g->up.services[cfg->routes[i].service_index];
+        }
         if (label_json(&g->routes[i])) {
             sl_gateway_free(g);
             return SL_ENOMEM;
@@ -332,6 +341,7 @@ int sl_gateway_build(sl_gateway_t *g, sl_config_t *cfg, int nthreads)
     }
     if (build_policies(g))
         return SL_EINVAL;
+    sl_static_metrics_init();
     if (sl_hcache_new(cfg, nthreads, &g->cache))
         return SL_ENOMEM;
     g->m_requests = sl_metrics_counter("http_requests_total",
@@ -357,6 +367,10 @@ void sl_gateway_free(sl_gateway_t *g)
         free(g->routes[i].lconf);
         free(g->routes[i].policy);
         free(g->routes[i].label_json);
+        if (g->routes[i].stat) {
+            sl_static_route_free(g->routes[i].stat);
+            free(g->routes[i].stat);
+        }
     }
     free(g->all_limits);
     free(g->heads);
@@ -430,9 +444,11 @@ const sl_route_t *sl_router_match(const sl_gateway_t *g, const sl_http_request_t
 size_t sl_gateway_state_size(void)
 {
     size_t px = (sl_proxy_state_size() + 15) & ~(size_t)15;
+    size_t hc = (sl_hcache_state_size() + 15) & ~(size_t)15;
     sl_proxy_set_offset(RT_STATE_SIZE);
     sl_hcache_set_offset(RT_STATE_SIZE + px);
-    return RT_STATE_SIZE + px + sl_hcache_state_size();
+    sl_static_set_offset(RT_STATE_SIZE + px + hc);
+    return RT_STATE_SIZE + px + hc + sl_static_state_size();
 }
 
 /* Send a routed request on: through the cache when the route caches (or the method may
@@ -441,6 +457,10 @@ static inline void forward(sl_exchange_t *x, const sl_gateway_t *g, const sl_rou
 {
     /* A GET or HEAD on a route that neither caches nor dedupes never meets the cache; any
      * other method may invalidate what a caching route stored. */
+    if (rt->stat) {
+        sl_static_route_serve(x, rt->stat, rt->conf->path_prefix_len);
+        return;
+    }
     int m = x->req.method_id;
     if (g->cache &&
         (rt->conf->cache.enabled || rt->conf->dedupe || (m != SL_M_GET && m != SL_M_HEAD))) {

@@ -16,7 +16,8 @@
 
 typedef struct sl_route {
     const sl_route_conf_t *conf;
-    sl_service_t *service;
+    sl_service_t *service;       /* NULL for a static route */
+    struct sl_static_route *stat; /* the static: target, or NULL */
     uint32_t index;
     /* Rate limits that apply on this route: the global ones, then its own. */
     uint32_t nlimits;
