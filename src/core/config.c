@@ -1250,6 +1250,7 @@ static void parse_route_service(conf_ctx_t *c, const struct field *f, yaml_node_
     quoted_t q;
 
     SL_UNUSED(f);
+    r->service_index = -2; /* the key is there, even if its value is bad (check_targets) */
     if (!get_scalar(c, val, path, "a service name", &s, &len))
         return;
     if ((why = check_service_name(s, len)) != NULL) {
@@ -2555,7 +2556,9 @@ static void check_targets(conf_ctx_t *c)
     for (uint32_t i = 0; i < cfg->nroutes; i++) {
         sl_route_conf_t *r = &cfg->routes[i];
         sl_static_conf_t *st = &r->stat;
-        if (!r->service && !st->enabled) {
+        if (!r->path_prefix)
+            continue; /* not a mapping, or no match: already reported */
+        if (!r->service && r->service_index != -2 && !st->enabled) {
             vreport_at(c, r->line, r->col, "routes[%u]: needs a target: service or static", i);
             continue;
         }

@@ -631,7 +631,7 @@ static void test_route_errors(void **state)
                  8, 14, "routes[1]: service \"shop\" is not defined");
     /* A missing service is reported at the route (its first key). */
     expect_error(SVC "routes:\n  - match: {path_prefix: /}\n", 5, 5,
-                 "routes[0]: missing required key \"service\"");
+                 "routes[0]: needs a target: service or static");
     expect_error(SVC "routes:\n  - {service: blog}\n", 5, 5,
                  "routes[0]: missing required key \"match\"");
     expect_error(SVC "routes:\n  - match: {host: a.com}\n    service: blog\n", 5, 5,
@@ -689,19 +689,71 @@ static void test_duplicate_keys(void **state)
 static void test_not_supported_yet(void **state)
 {
     (void)state;
-    static const char *const route[] = {"static"};
-    char yaml[512], msg[128];
-
-
-    for (size_t i = 0; i < sizeof(route) / sizeof(route[0]); i++) {
-        snprintf(yaml, sizeof(yaml),
-                 SVC "routes:\n  - match: {path_prefix: /}\n    service: blog\n    %s: 1\n",
-                 route[i]);
-        snprintf(msg, sizeof(msg), "routes[0].%s is not supported in this build yet", route[i]);
-        expect_error(yaml, 7, 5, msg);
-    }
     expect_error("listen:\n  - {address: 0.0.0.0:443, tls: {cert: c.pem, key: k.pem}}\n", 2, 28,
                  "listen[0].tls is not supported in this build yet");
+}
+
+/* A route's static: target (docs/static.md): defaults, every key, and the errors. */
+static void test_static_keys(void **state)
+{
+    (void)state;
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml), "routes:\n  - match: {path_prefix: /s/}\n    static: {root: /tmp}\n");
+    sl_config_t *cfg = load_ok(yaml); /* no services needed */
+    const sl_static_conf_t *st = &cfg->routes[0].stat;
+    assert_int_equal(st->enabled, 1);
+    assert_string_equal(st->root, "/tmp");
+    assert_string_equal(st->index, "index.html");
+    assert_int_equal(st->compress, 6); /* br and gzip bits */
+    assert_int_equal(st->compress_min, 1024);
+    assert_int_equal(st->compress_max, 1u << 20);
+    assert_null(st->immutable_pattern);
+    assert_int_equal(st->max_age_ms, 0);
+    assert_int_equal(st->dotfiles, 0);
+    assert_int_equal(st->symlinks, 1);
+    assert_null(cfg->routes[0].service);
+    sl_config_free(cfg);
+
+    cfg = load_ok(SVC "routes:\n  - match: {path_prefix: /s/}\n"
+                  "    static: {root: /tmp, index: home.htm, compress: [gzip], compress_min: 0,\n"
+                  "             compress_max: 2m, immutable_pattern: \"assets/*\", max_age: 10m,\n"
+                  "             dotfiles: true, symlinks: false}\n"
+                  "    rate_limits: [{key: ip, rate: 5/second}]\n"
+                  "  - match: {path_prefix: /}\n    service: blog\n");
+    st = &cfg->routes[0].stat;
+    assert_string_equal(st->index, "home.htm");
+    assert_int_equal(st->compress, 2);
+    assert_int_equal(st->compress_min, 0);
+    assert_int_equal(st->compress_max, 2u << 20);
+    assert_string_equal(st->immutable_pattern, "assets/*");
+    assert_int_equal(st->max_age_ms, 600000);
+    assert_int_equal(st->dotfiles, 1);
+    assert_int_equal(st->symlinks, 0);
+    assert_int_equal(cfg->routes[0].nrate_limits, 1);
+    assert_int_equal(cfg->routes[1].stat.enabled, 0);
+    sl_config_free(cfg);
+    cfg = load_ok("routes:\n  - match: {path_prefix: /}\n    static: {root: /tmp, compress: []}\n");
+    assert_int_equal(cfg->routes[0].stat.compress, 0);
+    sl_config_free(cfg);
+
+    expect_error("routes:\n  - match: {path_prefix: /}\n    static: {index: a.html}\n", 3, 5,
+                 "routes[0].static: missing required key \"root\"");
+    expect_error("routes:\n  - match: {path_prefix: /}\n    static: {root: /nonexistent-dir}\n", 2, 5,
+                 "routes[0].static.root: /nonexistent-dir: No such file or directory");
+    expect_error("routes:\n  - match: {path_prefix: /}\n    static: {root: /etc/hostname}\n", 2, 5,
+                 "routes[0].static.root: /etc/hostname: not a directory");
+    expect_error("routes:\n  - match: {path_prefix: /}\n    static: {root: /tmp, compress: [gzip, zstd]}\n",
+                 3, 43, "routes[0].static.compress[1]: unknown coding \"zstd\" (expected br or gzip)");
+    expect_error("routes:\n  - match: {path_prefix: /}\n    static: {root: /tmp, index: a/b}\n", 3, 33,
+                 "routes[0].static.index: \"a/b\" must be one file name (no '/', '\\', control "
+                 "bytes, \".\" or \"..\")");
+    expect_error("routes:\n  - match: {path_prefix: /}\n    static: {root: /tmp, compress_min: 2m}\n", 2, 5,
+                 "routes[0].static: compress_max is below compress_min");
+    expect_error(SVC "routes:\n  - match: {path_prefix: /}\n    service: blog\n    static: {root: /tmp}\n",
+                 5, 5, "routes[0]: has both service and static; a route has one target");
+    expect_error("routes:\n  - match: {path_prefix: /}\n    static: {root: /tmp}\n    dedupe: true\n", 2, 5,
+                 "routes[0]: cache and dedupe are for service routes (static answers are read from "
+                 "files and carry their own validators)");
 }
 
 /* cache: the store's bounds and switches; a route's cache options; dedupe. */
@@ -1223,7 +1275,7 @@ static void test_several_errors(void **state)
          "services.blog.servers[0].address: bad address \"local_host:80\" (expected "
          "IPv4:port, [IPv6]:port or name:port)"},
         {10, 14, "routes[0]: service \"blgo\" is not defined"},
-        {11, 5, "routes[1]: missing required key \"service\""},
+        {11, 5, "routes[1]: needs a target: service or static"},
     };
     for (int i = 0; i < 7; i++) {
         assert_int_equal(errs.e[i].line, want[i].line);
@@ -1240,7 +1292,7 @@ static void test_several_errors(void **state)
     fclose(f);
     assert_non_null(strstr(out, "gw.yaml:1:1: unknown key \"listn\" in top level\n"
                                 "gw.yaml:2:10: workers: 0 is out of range (1..256 or auto)\n"));
-    assert_non_null(strstr(out, "gw.yaml:11:5: routes[1]: missing required key \"service\"\n"));
+    assert_non_null(strstr(out, "gw.yaml:11:5: routes[1]: needs a target: service or static\n"));
     int lines = 0;
     for (char *p = out; *p; p++)
         lines += *p == '\n';
@@ -1390,6 +1442,7 @@ int main(void)
         cmocka_unit_test(test_route_errors),
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_not_supported_yet),
+        cmocka_unit_test(test_static_keys),
         cmocka_unit_test(test_cache_keys),
         cmocka_unit_test(test_alerts),
         cmocka_unit_test(test_autoscale),
