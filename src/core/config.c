@@ -1905,6 +1905,7 @@ static void route_defaults(void *item)
 {
     sl_route_conf_t *r = item;
     r->service_index = -1;
+    r->compress_min = SL_COMPRESS_MIN_LENGTH;
 }
 
 static const char *check_label_name(const char *s, size_t len)
@@ -1939,11 +1940,12 @@ static void parse_route_cache(conf_ctx_t *c, const struct field *f, yaml_node_t 
     parse_table(c, val, path, &route_cache_table, &r->cache, &c->key->start_mark);
 }
 
-/* static.compress: a list of coding names, kept as SL_COMPRESS_HAVE_* bits. */
+/* compress: a list of coding names, kept as SL_COMPRESS_HAVE_* bits (uint32_t at offset). */
+#define FLD_CODINGS(k, T, m) \
+    { .key = k, .type = T_CUSTOM, .offset = OFFSET_SIZED(T, m, 4), .parse = parse_codings }
 static void parse_codings(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
                           const char *path, void *base)
 {
-    SL_UNUSED(f);
     uint32_t bits = 0;
     size_t i = 0;
     if (!expect_type(c, val, YAML_SEQUENCE_NODE, path))
@@ -1968,7 +1970,7 @@ static void parse_codings(conf_ctx_t *c, const struct field *f, yaml_node_t *val
             report_mark(c, item->start_mark, "%s: unknown coding %s (expected br or gzip)",
                         ipath, quote(&q, s, len));
     }
-    ((sl_static_conf_t *)base)->compress = bits;
+    memcpy(member(base, f->offset), &bits, sizeof(bits));
 }
 
 static const char *check_index_name(const char *s, size_t len)
@@ -1993,7 +1995,7 @@ static const char *check_pattern(const char *s, size_t len)
 static const struct field static_fields[] = {
     FLD_STRING("root", sl_static_conf_t, root, F_REQUIRED, NULL),
     FLD_STRING("index", sl_static_conf_t, index, 0, check_index_name),
-    FLD_CUSTOM("compress", 0, parse_codings),
+    FLD_CODINGS("compress", sl_static_conf_t, compress),
     FLD_SIZE("compress_min", sl_static_conf_t, compress_min, 0, UINT64_MAX),
     FLD_SIZE("compress_max", sl_static_conf_t, compress_max, 0, 64u << 20),
     FLD_STRING("immutable_pattern", sl_static_conf_t, immutable_pattern, 0, check_pattern),
@@ -2024,6 +2026,8 @@ static const struct field route_fields[] = {
     FLD_CUSTOM("cache", 0, parse_route_cache),
     FLD_BOOL("dedupe", sl_route_conf_t, dedupe),
     FLD_CUSTOM("static", 0, parse_route_static),
+    FLD_CODINGS("compress", sl_route_conf_t, compress),
+    FLD_SIZE("compress_min", sl_route_conf_t, compress_min, 0, UINT64_MAX),
     FLD_CUSTOM("require_auth", 0, parse_require_auth),
 };
 static const struct table route_table = {TABLE(route_fields),
@@ -2564,6 +2568,9 @@ static void check_targets(conf_ctx_t *c)
         }
         if (!st->enabled)
             continue;
+        if (r->compress)
+            vreport_at(c, r->line, r->col,
+                       "routes[%u]: compress is for service routes (static: has its own)", i);
         if (r->service)
             vreport_at(c, r->line, r->col,
                        "routes[%u]: has both service and static; a route has one target", i);

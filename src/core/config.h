@@ -204,6 +204,8 @@ typedef struct sl_route_conf {
     sl_route_cache_conf_t cache;
     int dedupe;          /* identical concurrent GETs share one upstream answer */
     sl_static_conf_t stat; /* static: target; service is NULL then */
+    uint32_t compress;     /* SL_COMPRESS_HAVE_* codings for proxied answers; 0: none */
+    uint64_t compress_min; /* smaller answers (by Content-Length) pass as they are */
     int line, col;
 } sl_route_conf_t;
 

@@ -83,7 +83,7 @@ void sl_encoder_free(sl_encoder_t *e)
 }
 
 int64_t sl_encoder_run(sl_encoder_t *e, const void *in, size_t n, size_t *used, void *out,
-                       size_t cap, int finish)
+                       size_t cap, int mode)
 {
     *used = 0;
     if (e->done)
@@ -92,13 +92,14 @@ int64_t sl_encoder_run(sl_encoder_t *e, const void *in, size_t n, size_t *used, 
         size_t avail_in = n, avail_out = cap;
         const uint8_t *next_in = in;
         uint8_t *next_out = out;
-        if (!BrotliEncoderCompressStream(e->br,
-                                         finish ? BROTLI_OPERATION_FINISH
-                                                : BROTLI_OPERATION_PROCESS,
-                                         &avail_in, &next_in, &avail_out, &next_out, NULL))
+        BrotliEncoderOperation op = mode == SL_ENC_FINISH  ? BROTLI_OPERATION_FINISH
+                                    : mode == SL_ENC_FLUSH ? BROTLI_OPERATION_FLUSH
+                                                           : BROTLI_OPERATION_PROCESS;
+        if (!BrotliEncoderCompressStream(e->br, op, &avail_in, &next_in, &avail_out, &next_out,
+                                         NULL))
             return -1;
         *used = n - avail_in;
-        if (finish && BrotliEncoderIsFinished(e->br))
+        if (mode == SL_ENC_FINISH && BrotliEncoderIsFinished(e->br))
             e->done = 1;
         return (int64_t)(cap - avail_out);
     }
@@ -108,7 +109,12 @@ int64_t sl_encoder_run(sl_encoder_t *e, const void *in, size_t n, size_t *used, 
     e->z.avail_in = ni;
     e->z.next_out = out;
     e->z.avail_out = no;
-    int rc = deflate(&e->z, finish && ni == n ? Z_FINISH : Z_NO_FLUSH);
+    /* The mode applies once all the input is in (a piece past 4 GiB goes in parts). */
+    int flush = ni != n ? Z_NO_FLUSH
+                : mode == SL_ENC_FINISH ? Z_FINISH
+                : mode == SL_ENC_FLUSH  ? Z_SYNC_FLUSH
+                                        : Z_NO_FLUSH;
+    int rc = deflate(&e->z, flush);
     if (rc == Z_STREAM_ERROR)
         return -1;
     if (rc == Z_STREAM_END)

@@ -35,13 +35,20 @@ typedef struct sl_encoder sl_encoder_t;
 sl_encoder_t *sl_encoder_new(int coding);
 void sl_encoder_free(sl_encoder_t *e);
 
-/* Feed in[0..n) (finish = 1 with the last piece, n may be 0) and collect coded output
- * into out[0..cap). *used gets how many input bytes were taken; returns how many output
- * bytes were written (possibly 0: the codec buffers). Call again with the rest of the
- * input (and the same finish) while it fills out completely or leaves input unused;
- * after finish, call with n = 0 until sl_encoder_done. Returns -1 on a codec error. */
+enum sl_encode_mode {
+    SL_ENC_PROCESS = 0, /* take input; output comes when the codec has enough */
+    SL_ENC_FLUSH,       /* and push out everything taken so far (a streamed answer's
+                         * bytes must not wait for the next read: server-sent events) */
+    SL_ENC_FINISH,      /* and end the stream (trailer) */
+};
+
+/* Feed in[0..n) with mode (enum sl_encode_mode; n may be 0) and collect coded output into
+ * out[0..cap). *used gets how many input bytes were taken; returns how many output bytes
+ * were written (possibly 0: the codec buffers). While the call fills out completely or
+ * leaves input unused, call again with the rest of the input and the same mode; after
+ * FINISH, until sl_encoder_done. Returns -1 on a codec error. */
 int64_t sl_encoder_run(sl_encoder_t *e, const void *in, size_t n, size_t *used, void *out,
-                       size_t cap, int finish);
+                       size_t cap, int mode);
 /* 1 once every coded byte (the trailer included) has been returned after finish. */
 int sl_encoder_done(const sl_encoder_t *e);
 

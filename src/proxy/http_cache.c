@@ -1047,9 +1047,10 @@ static void lookup(sl_exchange_t *x);
 
 /* Run the refresh d (a detached copy of the request that found the answer stale). */
 static void start_refresh(sl_exchange_t *d, sl_hcache_t *hc, const sl_route_cache_conf_t *rc,
-                          sl_service_t *svc)
+                          sl_service_t *svc, unsigned codings, uint64_t compress_min)
 {
     sl_proxy_reset(d);
+    sl_proxy_set_compress(d, codings, compress_min); /* the same variant as the stale one */
     sl_hcache_reset(d);
     if (!cache_init(d, hc, rc, svc)) {
         sl_counter_add(hc->m_refresh, RF_FAILED, 1);
@@ -1144,9 +1145,11 @@ static void lookup(sl_exchange_t *x)
             sl_exchange_t *bx = sl_conn_detached(w, bg_cfg(hc, x), x);
             const sl_route_cache_conf_t *rconf = s->rc;
             sl_service_t *svc = s->svc;
+            uint64_t cmin = 0;
+            unsigned cz = sl_proxy_compress_codings(x, &cmin);
             abandon(s, SL_CACHE_ABANDONED, 0, mono); /* bx leads the refresh */
             if (bx)
-                start_refresh(bx, hc, rconf, svc);
+                start_refresh(bx, hc, rconf, svc, cz, cmin);
             else
                 sl_counter_add(hc->m_refresh, RF_FAILED, 1);
             x->ops = NULL;

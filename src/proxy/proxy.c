@@ -16,6 +16,8 @@
 #include <strings.h>
 
 #include "../core/log.h"
+#include "../http/compress.h"
+#include "../http/encoder.h"
 #include "../core/metrics.h"
 
 enum { PX_CONNECTING = 1, PX_SENDING, PX_TUNNEL, PX_DONE };
@@ -34,6 +36,9 @@ enum {
 };
 
 #define MAX_OUT 3
+#define SL_PX_ETAG_MAX 136 /* a longer ETag is dropped from a compressed answer */
+#define MAX_ENCODERS 256   /* compressed answers in progress per worker (codec state is
+                            * 256 KiB - 1 MiB each); past it answers go uncompressed */
 #define MAX_IOV SL_CONN_MAX_IOV
 
 typedef struct px {
@@ -60,6 +65,10 @@ typedef struct px {
     uint8_t retrying : 1;    /* counted in svc->active_retries */
     uint8_t swallow : 1;     /* the tap keeps the answer from the client */
     uint8_t strip_cond : 1;
+    uint8_t compress;          /* the route's SL_COMPRESS_HAVE_* codings for this answer */
+    uint64_t compress_min;
+    sl_encoder_t *enc;         /* the answer is being compressed (freed in sl_proxy_done) */
+    char etag[SL_PX_ETAG_MAX]; /* the compressed representation's ETag */
     const sl_proxy_tap_t *tap; /* NULL, or until its end ran */
     const char *up_extra;
     size_t up_extra_len;
@@ -85,8 +94,32 @@ static size_t error_labels(uint64_t key, char *out, size_t cap, void *arg)
     return n > 0 ? (size_t)n : 0;
 }
 
+/* proxy_compressed_total{coding,result}: answers the proxy compressed, and why others it
+ * could have compressed were not. */
+static sl_counter_t *m_compress;
+static __thread unsigned live_encoders;
+enum { CZ_GZIP = 0, CZ_BR, CZ_IDENTITY_CHOSEN, CZ_BUSY, CZ_FAILED, CZ__COUNT };
+
+static size_t compress_labels(uint64_t key, char *out, size_t cap, void *arg)
+{
+    (void)arg;
+    static const char *names[] = {"coding=\"gzip\",result=\"compressed\"",
+                                  "coding=\"br\",result=\"compressed\"",
+                                  "coding=\"identity\",result=\"not_accepted\"",
+                                  "coding=\"identity\",result=\"busy\"",
+                                  "coding=\"identity\",result=\"failed\""};
+    int n = snprintf(out, cap, "%s", key < CZ__COUNT ? names[key] : "result=\"other\"");
+    return n > 0 ? (size_t)n : 0;
+}
+
 void sl_proxy_metrics_register(void)
 {
+    m_compress = sl_metrics_counter("proxy_compressed_total",
+                                    "Proxied answers eligible for compression: compressed (by "
+                                    "coding), or sent as they are because the client accepted "
+                                    "no offered coding, too many were in progress (busy) or the "
+                                    "codec failed.",
+                                    compress_labels, NULL);
     m_errors = sl_metrics_counter("sluice_upstream_errors_total",
                                   "Upstream failures by kind: connect, timeout, bad_response, "
                                   "reset; retry = re-sent on a fresh connection to the same "
@@ -358,6 +391,7 @@ static sl_buf_t *build_request(px_t *p)
 static void up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *out);
 static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void px_flush(px_t *p);
+static void cut(px_t *p);
 static void on_connect(sl_upconn_t *u, int status);
 static void on_timeout(sl_upconn_t *u);
 
@@ -923,6 +957,119 @@ static void complete(px_t *p)
     sl_conn_end(p->x, !p->close_after);
 }
 
+/* ---- compressing the answer (route compress:, docs/static.md) ---- */
+
+static void add_field(sl_http_response_t *r, const char *name, const char *value)
+{
+    sl_http_header_t *h = &r->headers[r->nheaders++];
+    memset(h, 0, sizeof(*h));
+    h->name = name;
+    h->name_len = (uint16_t)strlen(name);
+    h->value = value;
+    h->value_len = (uint32_t)strlen(value);
+}
+
+/* Decide, once the head is parsed and before the tap sees it, whether to compress the
+ * answer; if so rewrite the head the client (and a cache fill) gets: Content-Encoding and
+ * Vary: Accept-Encoding added, Content-Length dropped (the answer is re-chunked), the
+ * ETag made the compressed representation's own. The cache then stores the compressed
+ * bytes as a variant keyed on Accept-Encoding, so a hit costs no compression. */
+static void maybe_compress(px_t *p)
+{
+    sl_exchange_t *x = p->x;
+    sl_http_response_t *r = &p->resp;
+    if (!p->compress || r->nheaders + 2 > SL_HTTP_MAX_HEADERS ||
+        !sl_compress_eligible(x->req.method_id, r->status, x->req.headers, x->req.nheaders,
+                              r->headers, r->nheaders, p->compress_min, NULL))
+        return;
+    /* From here the answer varies with Accept-Encoding, whatever this client gets. */
+    if (!sl_compress_vary_has(r->headers, r->nheaders))
+        add_field(r, "Vary", "Accept-Encoding");
+    sl_compress_accept_t a;
+    sl_compress_accept_from(x->req.headers, x->req.nheaders, &a);
+    int c = sl_compress_choose(&a, p->compress);
+    if (c != SL_COMPRESS_GZIP && c != SL_COMPRESS_BR) {
+        sl_counter_add(m_compress, CZ_IDENTITY_CHOSEN, 1);
+        return;
+    }
+    if (live_encoders >= MAX_ENCODERS) {
+        sl_counter_add(m_compress, CZ_BUSY, 1);
+        return;
+    }
+    p->enc = sl_encoder_new(c);
+    if (!p->enc) {
+        sl_counter_add(m_compress, CZ_FAILED, 1);
+        return;
+    }
+    live_encoders++;
+    sl_counter_add(m_compress, c == SL_COMPRESS_GZIP ? CZ_GZIP : CZ_BR, 1);
+    for (unsigned i = 0; i < r->nheaders; i++) {
+        sl_http_header_t *h = &r->headers[i];
+        if (h->id == SL_H_CONTENT_LENGTH) {
+            h->hop = 1;
+        } else if (h->name_len == 4 && strncasecmp(h->name, "etag", 4) == 0 && !h->hop) {
+            int64_t n = sl_compress_etag(h->value, h->value_len, c, p->etag, sizeof(p->etag));
+            if (n > 0) {
+                h->value = p->etag;
+                h->value_len = (uint32_t)n;
+            } else {
+                h->hop = 1; /* not one valid tag, or too long: send none */
+            }
+        }
+    }
+    add_field(r, "Content-Encoding", sl_compress_token(c));
+    r->content_length = -1;
+    if (x->req.version == 11)
+        p->rechunk = 1;
+    else
+        p->close_after = 1; /* HTTP/1.0 client: the close delimits the body */
+}
+
+/* Run d[0..n) through the encoder with mode (enum sl_encode_mode); what comes out goes to
+ * the tap and, unless the tap swallows the answer, to the client as chunks. Returns 1 when
+ * the client's output is congested, 0, or -1 when the codec or memory failed. */
+static int enc_feed(px_t *p, const char *d, size_t n, int mode)
+{
+    sl_exchange_t *x = p->x;
+    sl_bufpool_t *pool = &x->conn->w->bufs;
+    int congested = 0;
+    for (;;) {
+        sl_buf_t *ob = sl_buf_get(pool);
+        if (!ob)
+            return -1;
+        /* [chunk-size CRLF][coded bytes][CRLF]: room for both around the data */
+        char *data = ob->data + 20;
+        size_t room = ob->size - 20 - 2, used = 0;
+        int64_t got = sl_encoder_run(p->enc, d, n, &used, data, room, mode);
+        if (got < 0) {
+            sl_buf_put(pool, ob);
+            return -1;
+        }
+        d += used;
+        n -= used;
+        if (got > 0 && p->tap)
+            p->tap->body(x, data, (size_t)got);
+        if (got > 0 && !p->swallow) {
+            char *start = data;
+            size_t len = (size_t)got;
+            if (p->rechunk) {
+                char line[20];
+                size_t l = hex_line(line, (uint64_t)got);
+                start = data - l;
+                memcpy(start, line, l);
+                memcpy(data + got, "\r\n", 2);
+                len += l + 2;
+            }
+            uv_buf_t ub = uv_buf_init(start, (unsigned)len);
+            congested |= sl_conn_send(x, &ub, 1, &ob, 1);
+        } else {
+            sl_buf_put(pool, ob);
+        }
+        if ((size_t)got < room && n == 0 && (mode != SL_ENC_FINISH || sl_encoder_done(p->enc)))
+            return congested;
+    }
+}
+
 /* The client response head, re-serialised from the upstream's. */
 static int build_response_head(px_t *p, wbuf_t *w)
 {
@@ -946,7 +1093,7 @@ static int build_response_head(px_t *p, wbuf_t *w)
         }
         put_header(w, h);
     }
-    if (p->resp_kind == SL_BODY_LENGTH) {
+    if (p->resp_kind == SL_BODY_LENGTH && !p->enc) {
         PUTS(w, "Content-Length: ");
         put_dec(w, (uint64_t)r->content_length);
         PUTS(w, "\r\n");
@@ -1005,6 +1152,10 @@ static void up_eof(px_t *p, ssize_t err)
     }
     if (p->resp_kind == SL_BODY_EOF) {
         /* The body ran to the close, as announced. */
+        if (p->enc && enc_feed(p, NULL, 0, SL_ENC_FINISH) < 0) {
+            cut(p);
+            return;
+        }
         if (p->tap && !p->swallow)
             tap_end(p, 0); /* before the client sees the end (as in up_read) */
         if (p->rechunk && !p->swallow) {
@@ -1083,12 +1234,36 @@ static int parse_head(px_t *p)
     }
 }
 
-/* The tap keeps this answer from the client: decode the body into it and send nothing.
- * b stays the connection's read buffer, emptied for the next read. */
-static void swallow_read(px_t *p, sl_buf_t *b, size_t pos)
+/* The answer is cut mid-body (the codec failed): the client must see it truncated. */
+static void cut(px_t *p)
 {
-    sl_exchange_t *x = p->x;
-    int done = 0;
+    sl_counter_add(m_compress, CZ_FAILED, 1);
+    detach(p, 0);
+    p->state = PX_DONE;
+    if (tap_end(p, p->swallow ? 502 : -1))
+        return;
+    if (p->swallow) {
+        sl_conn_error(p->x, 502, "upstream answer could not be compressed");
+        return;
+    }
+    sl_conn_end(p->x, 0);
+}
+
+static int body_piece(px_t *p, const char *d, size_t n)
+{
+    if (p->enc)
+        return enc_feed(p, d, n, SL_ENC_PROCESS);
+    p->tap->body(p->x, d, n);
+    return 0;
+}
+
+/* The body when it does not go to the client as it came: the tap keeps the answer from
+ * the client (decode the body into the tap, send nothing), or the proxy compresses it
+ * (decode, code, send what the codec gives). b stays the connection's read buffer,
+ * emptied for the next read. */
+static void sink_read(px_t *p, sl_buf_t *b, size_t pos)
+{
+    int done = 0, rc = 0;
     switch (p->resp_kind) {
     case SL_BODY_NONE:
         done = 1;
@@ -1098,7 +1273,7 @@ static void swallow_read(px_t *p, sl_buf_t *b, size_t pos)
         size_t avail = b->len - pos;
         size_t take = avail < (uint64_t)p->resp_left ? avail : (size_t)p->resp_left;
         if (take)
-            p->tap->body(x, b->data + pos, take);
+            rc |= body_piece(p, b->data + pos, take);
         p->resp_left -= (int64_t)take;
         if (p->resp_left == 0) {
             done = 1;
@@ -1108,20 +1283,28 @@ static void swallow_read(px_t *p, sl_buf_t *b, size_t pos)
     }
     case SL_BODY_EOF:
         if (b->len > pos)
-            p->tap->body(x, b->data + pos, b->len - pos);
+            rc |= body_piece(p, b->data + pos, b->len - pos);
         break;
     case SL_BODY_CHUNKED:
-        while (pos < b->len && !p->rch.done) {
+        while (pos < b->len && !p->rch.done && rc >= 0) {
             size_t off = 0, dlen = 0;
             int64_t c = sl_http1_chunked_decode(&p->rch, b->data + pos, b->len - pos, &off, &dlen);
             if (c < 0) {
                 b->len = 0;
                 warn(p, "bad chunked body");
+                if (p->enc && !p->swallow) { /* the head is out */
+                    count_error(E_BAD_RESPONSE);
+                    detach(p, 0);
+                    p->state = PX_DONE;
+                    if (!tap_end(p, -1))
+                        sl_conn_end(p->x, 0);
+                    return;
+                }
                 fail(p, 502, "bad response from upstream", E_BAD_RESPONSE);
                 return;
             }
             if (dlen)
-                p->tap->body(x, b->data + pos + off, dlen);
+                rc |= body_piece(p, b->data + pos + off, dlen);
             pos += (size_t)c;
         }
         if (p->rch.done) {
@@ -1131,8 +1314,28 @@ static void swallow_read(px_t *p, sl_buf_t *b, size_t pos)
         break;
     }
     b->len = 0;
-    if (done)
+    if (p->enc && rc >= 0) {
+        /* Flush what this read brought: a streamed answer must not wait for the next. */
+        int r = enc_feed(p, NULL, 0, done ? SL_ENC_FINISH : SL_ENC_FLUSH);
+        rc = r < 0 ? r : rc | r;
+    }
+    if (rc < 0) {
+        cut(p);
+        return;
+    }
+    if (done) {
+        if (p->enc && !p->swallow) {
+            tap_end(p, 0); /* stored before the client can see the end (as in up_read) */
+            if (p->rechunk) {
+                uv_buf_t last = uv_buf_init((char *)"0\r\n\r\n", 5);
+                sl_conn_send(p->x, &last, 1, NULL, 0);
+            }
+        }
         complete(p);
+        return;
+    }
+    if (rc > 0)
+        pause_upstream(p);
 }
 
 static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -1167,8 +1370,8 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
 
-    if (p->swallow) {
-        swallow_read(p, b, 0);
+    if (p->swallow || p->enc) {
+        sink_read(p, b, 0);
         return;
     }
     uv_buf_t iov[MAX_IOV];
@@ -1196,12 +1399,14 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (p->resp.status == 101)
             p->resp_kind = SL_BODY_NONE;
         p->resp_left = p->resp.content_length;
+        if (p->compress && p->resp.status != 101)
+            maybe_compress(p);
         if (p->tap && p->resp.status != 101 && p->tap->head(x, &p->resp) == SL_TAP_SWALLOW) {
             p->swallow = 1;
-            swallow_read(p, b, pos);
+            sink_read(p, b, pos);
             return;
         }
-        if (p->resp_kind == SL_BODY_CHUNKED || p->resp_kind == SL_BODY_EOF) {
+        if (!p->enc && (p->resp_kind == SL_BODY_CHUNKED || p->resp_kind == SL_BODY_EOF)) {
             if (x->req.version == 11)
                 p->rechunk = 1;
             else
@@ -1221,6 +1426,11 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         hb->len = (uint32_t)(w.p - hb->data);
         iov[n++] = uv_buf_init(hb->data, hb->len);
         framing = hb->data + hb->len;
+        if (p->enc) { /* the head alone; the body goes through the codec */
+            sl_conn_send(x, iov, n, &hb, 1);
+            sink_read(p, b, pos);
+            return;
+        }
         if (p->resp.status == 101) {
             /* Switch both sides to a raw tunnel; bytes already read follow the head. */
             p->state = PX_TUNNEL;
@@ -1375,9 +1585,28 @@ void sl_proxy_start(sl_exchange_t *x, sl_service_t *svc)
     px_connect(p, 0);
 }
 
+void sl_proxy_set_compress(sl_exchange_t *x, unsigned codings, uint64_t min_length)
+{
+    px_t *p = PX(x);
+    p->compress = (uint8_t)codings;
+    p->compress_min = min_length;
+}
+
+unsigned sl_proxy_compress_codings(const sl_exchange_t *x, uint64_t *min_length)
+{
+    const px_t *p = (const px_t *)(x->hdata + px_offset);
+    *min_length = p->compress_min;
+    return p->compress;
+}
+
 void sl_proxy_done(sl_exchange_t *x)
 {
     px_t *p = PX(x);
+    if (p->enc) {
+        sl_encoder_free(p->enc);
+        p->enc = NULL;
+        live_encoders--;
+    }
     if (!p->svc)
         return; /* not a proxied exchange */
     if (p->counted)

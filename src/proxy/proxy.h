@@ -60,4 +60,12 @@ void sl_proxy_set_tap(sl_exchange_t *x, const sl_proxy_tap_t *tap, const char *u
 /* Register the proxy's metrics (start-up, before the workers start). */
 void sl_proxy_metrics_register(void);
 
+/* Compress the answer of x with one of codings (SL_COMPRESS_HAVE_* bits; 0: never) when
+ * the client accepts it and the answer is eligible (compress.h) and at least min_length
+ * bytes (by Content-Length; unknown lengths qualify). After sl_proxy_reset, before
+ * sl_proxy_start. */
+void sl_proxy_set_compress(sl_exchange_t *x, unsigned codings, uint64_t min_length);
+/* The codings set on x (and *min_length), to pass on to a refresh of its answer. */
+unsigned sl_proxy_compress_codings(const sl_exchange_t *x, uint64_t *min_length);
+
 #endif

@@ -461,6 +461,8 @@ static inline void forward(sl_exchange_t *x, const sl_gateway_t *g, const sl_rou
         sl_static_route_serve(x, rt->stat, rt->conf->path_prefix_len);
         return;
     }
+    if (rt->conf->compress)
+        sl_proxy_set_compress(x, rt->conf->compress, rt->conf->compress_min);
     int m = x->req.method_id;
     if (g->cache &&
         (rt->conf->cache.enabled || rt->conf->dedupe || (m != SL_M_GET && m != SL_M_HEAD))) {

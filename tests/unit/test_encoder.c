@@ -108,7 +108,8 @@ static void stream_once(int coding, size_t n, size_t piece, size_t ocap)
         size_t take = n - off < piece ? n - off : piece;
         int finish = off + take == n;
         size_t used = 0;
-        int64_t got = sl_encoder_run(e, in + off, take, &used, tmp, ocap, finish);
+        int64_t got = sl_encoder_run(e, in + off, take, &used, tmp, ocap,
+                                     finish ? SL_ENC_FINISH : SL_ENC_PROCESS);
         assert_true(got >= 0 && (size_t)got <= ocap);
         assert_true(used <= take);
         assert_true(total + (size_t)got <= cap);
@@ -120,7 +121,7 @@ static void stream_once(int coding, size_t n, size_t piece, size_t ocap)
     assert_int_equal(off, n);
     /* after done: nothing more */
     size_t used = 1;
-    assert_int_equal(sl_encoder_run(e, NULL, 0, &used, tmp, ocap, 1), 0);
+    assert_int_equal(sl_encoder_run(e, NULL, 0, &used, tmp, ocap, SL_ENC_FINISH), 0);
     assert_int_equal(used, 0);
     assert_int_equal(decode(coding, out, total, back, n + 16), n);
     assert_memory_equal(back, in, n);
@@ -144,12 +145,76 @@ static void test_stream(void **state)
     }
 }
 
+/* After a flush, everything fed so far can be decoded from the output so far: a streamed
+ * answer (server-sent events) reaches the client piece by piece. */
+static void flush_once(int coding)
+{
+    static const char *const pieces[] = {"data: one\n\n", "data: two\n\n", "data: three\n\n"};
+    sl_encoder_t *e = sl_encoder_new(coding);
+    assert_non_null(e);
+    uint8_t out[4096], back[256];
+    size_t total = 0, plain = 0;
+    char want[256] = "";
+    for (int i = 0; i < 3; i++) {
+        size_t used = 0, n = strlen(pieces[i]);
+        int64_t got = sl_encoder_run(e, pieces[i], n, &used, out + total, sizeof(out) - total,
+                                     SL_ENC_FLUSH);
+        assert_true(got > 0);
+        assert_int_equal(used, n);
+        total += (size_t)got;
+        plain += n;
+        strcat(want, pieces[i]);
+        /* decode the prefix without the end of stream */
+        size_t got_plain = 0;
+        if (coding == SL_COMPRESS_GZIP) {
+            z_stream z = {0};
+            assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
+            z.next_in = out;
+            z.avail_in = (uInt)total;
+            z.next_out = back;
+            z.avail_out = sizeof(back);
+            int rc = inflate(&z, Z_SYNC_FLUSH);
+            assert_true(rc == Z_OK || rc == Z_BUF_ERROR);
+            got_plain = z.total_out;
+            inflateEnd(&z);
+        } else {
+            BrotliDecoderState *d = BrotliDecoderCreateInstance(NULL, NULL, NULL);
+            size_t ai = total, ao = sizeof(back);
+            const uint8_t *ni = out;
+            uint8_t *no = back;
+            BrotliDecoderResult rc = BrotliDecoderDecompressStream(d, &ai, &ni, &ao, &no, NULL);
+            assert_int_equal(rc, BROTLI_DECODER_RESULT_NEEDS_MORE_INPUT);
+            got_plain = sizeof(back) - ao;
+            BrotliDecoderDestroyInstance(d);
+        }
+        assert_int_equal(got_plain, plain);
+        assert_memory_equal(back, want, plain);
+    }
+    size_t used = 0;
+    while (!sl_encoder_done(e)) {
+        int64_t got = sl_encoder_run(e, NULL, 0, &used, out + total, sizeof(out) - total,
+                                     SL_ENC_FINISH);
+        assert_true(got >= 0);
+        total += (size_t)got;
+    }
+    assert_int_equal(decode(coding, out, total, back, sizeof(back)), plain);
+    sl_encoder_free(e);
+}
+
+static void test_flush(void **state)
+{
+    (void)state;
+    flush_once(SL_COMPRESS_GZIP);
+    flush_once(SL_COMPRESS_BR);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_whole),
         cmocka_unit_test(test_whole_failures),
         cmocka_unit_test(test_stream),
+        cmocka_unit_test(test_flush),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
