@@ -294,7 +294,7 @@ typedef struct sl_config {
 /* One problem found in a configuration. */
 typedef struct sl_config_error {
     int line, col; /* 1-based; 0 when not tied to a position */
-    char msg[200];
+    char msg[400]; /* room for two file names (TLS errors) */
 } sl_config_error_t;
 
 typedef struct sl_config_errors {
