@@ -14,7 +14,7 @@
  * new ticket keys and an empty cache (old sessions fall back to a full handshake). */
 #include "tls.h"
 
-#include <ctype.h>
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -300,8 +301,22 @@ static void ssl_error(char *err, size_t errlen, const char *what, const char *fi
 {
     unsigned long e = ERR_get_error();
     const char *why = e ? ERR_reason_error_string(e) : NULL;
+    char code[128];
+    if (!why && e) {
+        ERR_error_string_n(e, code, sizeof(code));
+        why = code;
+    }
     snprintf(err, errlen, "%s %s: %s", what, file, why ? why : "failed");
     ERR_clear_error();
+}
+
+/* The common failure, a file that is missing or unreadable, said plainly. */
+static int readable(const char *file, char *err, size_t errlen)
+{
+    if (access(file, R_OK) == 0)
+        return 1;
+    snprintf(err, errlen, "cannot read %s: %s", file, strerror(errno));
+    return 0;
 }
 
 static SSL_CTX *new_ctx(cert_set_t *set, const char *cert, const char *key, char *err,
@@ -329,6 +344,8 @@ static SSL_CTX *new_ctx(cert_set_t *set, const char *cert, const char *key, char
         ssl_error(err, errlen, "cipher list", "");
         goto fail;
     }
+    if (!readable(cert, err, errlen) || !readable(key, err, errlen))
+        goto fail;
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         ssl_error(err, errlen, "cannot load certificate", cert);
         goto fail;
