@@ -44,6 +44,7 @@ static int wire_write(sl_conn_t *c, const uv_buf_t *bufs, unsigned n, sl_buf_t *
 /* TLS connections read ciphertext here: it goes into the session's memory BIO at once,
  * within the read callback, so one buffer per thread serves every connection. */
 #define TLS_SCRATCH (64 * 1024)
+#define TLS_RECORD (16 * 1024) /* the most plaintext one TLS record carries */
 static __thread char tls_scratch[TLS_SCRATCH];
 
 /* ---- exchanges ---- */
@@ -306,10 +307,25 @@ static long tls_pull(sl_conn_t *c)
 static int tls_send(sl_conn_t *c, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned,
                     unsigned nowned, void (*release)(void *arg), void *release_arg)
 {
-    int ok = c->state != ST_CLOSED && !c->closing;
-    for (unsigned i = 0; ok && i < n; i++)
-        if (bufs[i].len && sl_tls_write(c->tls, bufs[i].base, bufs[i].len) != 0)
-            ok = 0;
+    int ok = c->state != ST_CLOSED && !c->closing, congested = 0;
+    /* One record's worth at a time, sent on as pooled buffers fill: the session's output
+     * BIO stays small however large the caller's buffers are (a cached object may be
+     * one buffer of megabytes). */
+    for (unsigned i = 0; ok && i < n; i++) {
+        const char *p = bufs[i].base;
+        size_t left = bufs[i].len;
+        while (ok && left) {
+            size_t k = left < TLS_RECORD ? left : TLS_RECORD;
+            if (sl_tls_write(c->tls, p, k) != 0)
+                ok = 0;
+            p += k;
+            left -= k;
+            if (ok && sl_tls_out_pending(c->tls) >= c->w->bufs.size) {
+                congested |= tls_flush(c);
+                ok = c->state != ST_CLOSED;
+            }
+        }
+    }
     for (unsigned i = 0; i < nowned; i++)
         sl_buf_put(&c->w->bufs, owned[i]);
     if (release)
@@ -320,7 +336,7 @@ static int tls_send(sl_conn_t *c, const uv_buf_t *bufs, unsigned n, sl_buf_t **o
         conn_close(c);
         return 0;
     }
-    return tls_flush(c);
+    return tls_flush(c) | congested;
 }
 
 static const char *status_message(int status)
@@ -791,6 +807,8 @@ void sl_conn_end(sl_exchange_t *x, int keepalive_ok)
     c->head_len = 0;
     if (c->pending_writes == 0)
         set_deadline(c, c->cfg->idle_timeout_ms);
+    if (c->tls)
+        sl_tls_trim(c->tls);
     process(c);
 }
 

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -649,6 +650,34 @@ size_t sl_tls_out_take(sl_tls_conn_t *t, char *out, size_t cap)
 {
     int r = BIO_read(t->wbio, out, cap > INT_MAX ? INT_MAX : (int)cap);
     return r > 0 ? (size_t)r : 0;
+}
+
+/* A memory BIO keeps its largest size until freed, and a large response leaves a record
+ * or two of capacity behind: an idle keep-alive connection should not hold that. */
+#define BIO_KEEP (16 * 1024)
+
+static BIO *trimmed(BIO *b)
+{
+    BUF_MEM *bm = NULL;
+    if (BIO_ctrl_pending(b) || BIO_get_mem_ptr(b, &bm) != 1 || !bm || bm->max <= BIO_KEEP)
+        return NULL;
+    BIO *n = BIO_new(BIO_s_mem());
+    if (n)
+        BIO_set_mem_eof_return(n, -1);
+    return n;
+}
+
+void sl_tls_trim(sl_tls_conn_t *t)
+{
+    BIO *n;
+    if ((n = trimmed(t->rbio)) != NULL) {
+        SSL_set0_rbio(t->ssl, n); /* frees the old one */
+        t->rbio = n;
+    }
+    if ((n = trimmed(t->wbio)) != NULL) {
+        SSL_set0_wbio(t->ssl, n);
+        t->wbio = n;
+    }
 }
 
 int sl_tls_alpn_h2(const sl_conn_t *c)

@@ -69,6 +69,10 @@ void sl_tls_shutdown(sl_tls_conn_t *t);
 size_t sl_tls_out_pending(const sl_tls_conn_t *t);
 size_t sl_tls_out_take(sl_tls_conn_t *t, char *out, size_t cap);
 
+/* Give back buffer memory a large transfer left behind (the connection is going idle).
+ * Cheap when there is none. */
+void sl_tls_trim(sl_tls_conn_t *t);
+
 /* 1 when ALPN chose "h2" on c's TLS session (0 for plain connections and http/1.1), for
  * the HTTP/2 layer to take the connection over after the handshake. */
 int sl_tls_alpn_h2(const sl_conn_t *c);

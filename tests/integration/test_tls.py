@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import (IO_TIMEOUT, SLOW, SLUICE_BIN, ConnectionClosed, HttpConn,
+from conftest import (IO_TIMEOUT, SAN, SLOW, SLUICE_BIN, ConnectionClosed, HttpConn,
                       build_request, parse_prometheus,
                       pattern_bytes, send_raw, to_yaml, wait_for)
 
@@ -265,6 +265,40 @@ def test_large_bodies_intact(start_origin, raw_origin, start_sluice, one_cert):
     reqs = [q for q in up.requests if q["target"] == "/upload"]
     assert len(reqs) == 1
     assert hashlib.sha256(reqs[0]["body"]).hexdigest() == hashlib.sha256(body).hexdigest()
+
+
+def test_slow_reader_bounded_memory(start_origin, start_sluice, one_cert):
+    """Backpressure through TLS: a client that stops reading a 50 MiB answer must not
+    make sluice buffer it (the congestion accounting counts ciphertext)."""
+    origin = start_origin()
+    sl = start_tls(start_sluice, origin.address, {"cert": one_cert[0], "key": one_cert[1]})
+    total = 50 << 20
+    with TlsConn(sl.port, client_ctx(one_cert[0])) as c:
+        assert c.request("GET", "/bytes/1000").status == 200  # warm up
+        idle = sl.rss_kb()
+        samples = [idle]
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        c.send(build_request("GET", "/bytes/%d" % total))
+        for _ in range(10):  # 2 s without reading
+            time.sleep(0.2)
+            samples.append(sl.rss_kb())
+        got, h = 0, hashlib.sha256()
+        head = c.read_head()
+        assert head.status == 200
+        data, c.buf = c.buf, b""
+        while True:
+            h.update(data)
+            got += len(data)
+            if got >= total:
+                break
+            data = c.sock.recv(1 << 20)
+            assert data, "closed after %d of %d bytes" % (got, total)
+            if got % (8 << 20) < len(data):
+                samples.append(sl.rss_kb())
+        assert got == total
+        assert h.hexdigest() == hashlib.sha256(pattern_bytes(0, total)).hexdigest()
+    grew = max(samples) - idle
+    assert grew < (200 if SAN else 40) * 1024, "sluice RSS grew by %d KiB" % grew
 
 
 def test_close_notify_on_connection_close(start_origin, start_sluice, one_cert):

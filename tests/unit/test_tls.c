@@ -327,6 +327,26 @@ static void handshake(sl_tls_listener_t *l, const char *sni, const char *want_cn
         BIO_write(c_in, buf, (int)k);
     assert_int_equal(SSL_read(cl, got, sizeof(got)), 17);
     assert_memory_equal(got, "HTTP/1.1 200 OK\r\n", 17);
+    /* A large response, then the buffers are trimmed (new BIOs): the session goes on. */
+    static char big[300 * 1024];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (char)('a' + i % 26);
+    assert_int_equal(sl_tls_write(srv, big, sizeof(big)), 0);
+    size_t got_big = 0;
+    while ((k = sl_tls_out_take(srv, buf, sizeof(buf))) > 0) {
+        BIO_write(c_in, buf, (int)k);
+        int n;
+        while ((n = SSL_read(cl, buf, sizeof(buf))) > 0) {
+            assert_memory_equal(buf, big + got_big, (size_t)n);
+            got_big += (size_t)n;
+        }
+    }
+    assert_int_equal(got_big, sizeof(big));
+    sl_tls_trim(srv);
+    assert_int_equal(SSL_write(cl, "GET /2 HTTP/1.1\r\n", 18), 18);
+    r = pump(cl, c_in, c_out, srv, out, sizeof(out));
+    assert_int_equal(r, 18);
+    assert_memory_equal(out, "GET /2 HTTP/1.1\r\n", 18);
     /* close_notify from the client reads as EOF on the server. */
     SSL_shutdown(cl);
     r = pump(cl, c_in, c_out, srv, out, sizeof(out));
