@@ -36,9 +36,9 @@
 
 /* Mozilla "intermediate" TLS 1.2 suites, forward-secret AEAD only (no DHE: it needs
  * parameters and costs more than ECDHE). TLS 1.3 uses OpenSSL's defaults, all good. */
-#define TLS12_CIPHERS                                                                    \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                         \
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                         \
+#define TLS12_CIPHERS                                                                              \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #define SESSION_CACHE_SIZE 20480 /* sessions per listener: ~ 20 MB at worst */
 #define SESSION_TIMEOUT_S 3600
@@ -55,10 +55,10 @@ typedef struct cert_set {
 } cert_set_t;
 
 struct sl_tls_listener {
-    pthread_mutex_t mu;    /* guards current against a reload while a worker takes a ref */
-    SSL_CTX *current;      /* ctx[0] of the current set; the listener holds one reference */
-    char *name;            /* the listen address, for logs */
-    char **cert, **key;    /* file names, re-read by a reload */
+    pthread_mutex_t mu; /* guards current against a reload while a worker takes a ref */
+    SSL_CTX *current;   /* ctx[0] of the current set; the listener holds one reference */
+    char *name;         /* the listen address, for logs */
+    char **cert, **key; /* file names, re-read by a reload */
     uint32_t ncerts;
     uint8_t alpn[SL_TLS_MAX_ALPN];
     uint32_t nalpn;
@@ -132,9 +132,9 @@ void sl_tls_metrics_init(void)
                                       "TLS handshakes with clients, by result (failed: bad "
                                       "protocol version, no shared cipher, plain HTTP...).",
                                       hs_labels, NULL);
-    m_reused = sl_metrics_counter("tls_session_reused_total",
-                                  "TLS handshakes that resumed a session (ticket or cache).",
-                                  NULL, NULL);
+    m_reused =
+        sl_metrics_counter("tls_session_reused_total",
+                           "TLS handshakes that resumed a session (ticket or cache).", NULL, NULL);
     m_hs_time = sl_metrics_hist("tls_handshake_duration_seconds",
                                 "From the first byte of the ClientHello to a complete "
                                 "handshake.",
@@ -191,8 +191,7 @@ uint32_t sl_tls_pick(const sl_tls_name_t *names, uint32_t n, const char *host, s
 
 /* ---- building a certificate set ---- */
 
-static void set_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
-                        void *argp)
+static void set_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
     (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
     cert_set_t *set = ptr;
@@ -290,8 +289,7 @@ static int collect_names(cert_set_t *set, uint32_t *cap, X509 *x, uint32_t cert)
     GENERAL_NAMES_free(gens);
     if (ndns == 0) {
         char cn[256];
-        int n = X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn,
-                                          sizeof(cn));
+        int n = X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn));
         if (n > 0)
             add_name(set, cap, cn, (size_t)n, cert, &oom);
     }
@@ -503,8 +501,8 @@ int sl_tls_reload(sl_tls_listener_t *const *ls, uint32_t n)
         l->current = fresh;
         pthread_mutex_unlock(&l->mu);
         SSL_CTX_free(old); /* lives on while connections started on it do */
-        sl_log_info("tls reload: listen %s: %u certificate(s) loaded for new connections",
-                    l->name, l->ncerts);
+        sl_log_info("tls reload: listen %s: %u certificate(s) loaded for new connections", l->name,
+                    l->ncerts);
     }
     return -failed;
 }
@@ -543,7 +541,7 @@ void sl_tls_conn_free(sl_tls_conn_t *t)
         return;
     if (!t->established && !t->failed && t->start_ns)
         count_handshake(t, 0); /* the client went away mid-handshake */
-    SSL_free(t->ssl);        /* frees the BIOs */
+    SSL_free(t->ssl);          /* frees the BIOs */
     free(t);
 }
 

@@ -22,9 +22,10 @@ typedef struct sl_tls_conn sl_tls_conn_t;
  * listener uses TLS. */
 void sl_tls_metrics_init(void);
 
-/* Build a listener (name: its address, for logs and metrics) from conf (checked by the config loader, but files may have changed
- * since): NULL on failure with the reason in err. conf must outlive the listener only
- * during this call and sl_tls_reload (everything needed later is copied). */
+/* Build a listener (name: its address, for logs and metrics) from conf (checked by the config
+ * loader, but files may have changed since): NULL on failure with the reason in err. conf must
+ * outlive the listener only during this call and sl_tls_reload (everything needed later is copied).
+ */
 sl_tls_listener_t *sl_tls_listener_new(const char *name, const sl_tls_conf_t *conf, char *err,
                                        size_t errlen);
 /* Drop the listener; connections that still use its certificates keep them alive. */
@@ -49,7 +50,7 @@ int sl_tls_feed(sl_tls_conn_t *t, const char *p, size_t n);
 /* Results of sl_tls_read beyond a byte count. */
 #define SL_TLS_EOF 0          /* the peer sent close_notify */
 #define SL_TLS_ERROR (-100)   /* fatal: handshake failure, bad record; close */
-#define SL_TLS_NOT_TLS (-101)   /* the first bytes were a plain HTTP request; close silently */
+#define SL_TLS_NOT_TLS (-101) /* the first bytes were a plain HTTP request; close silently */
 
 /* Advance the handshake if needed, then decrypt into out[0, cap). Returns bytes (> 0),
  * SL_AGAIN (needs more ciphertext), or one of SL_TLS_EOF / SL_TLS_ERROR / SL_TLS_NOT_TLS.

@@ -218,43 +218,53 @@ static void test_config_bad(void **state)
                  2, 33, "listen[0].tls: give either cert and key or certificates, not both");
     expect_error("listen:\n  - {address: 127.0.0.1:1, tls: {certificates: []}}\n" SVC, 2, 48,
                  "listen[0].tls.certificates: must not be empty");
-    expect_error("listen:\n  - {address: 127.0.0.1:1, tls: {certificates: [{cert: x}]}}\n" SVC,
-                 2, 49, "listen[0].tls.certificates[0]: missing required key \"key\"");
-    expect_error("listen:\n  - {address: 127.0.0.1:1, tls: {cert: x, key: y, alpn: [h2]}}\n" SVC,
-                 2, 58, "listen[0].tls.alpn[0]: h2 is not supported in this build yet");
+    expect_error("listen:\n  - {address: 127.0.0.1:1, tls: {certificates: [{cert: x}]}}\n" SVC, 2,
+                 49, "listen[0].tls.certificates[0]: missing required key \"key\"");
+    expect_error("listen:\n  - {address: 127.0.0.1:1, tls: {cert: x, key: y, alpn: [h2]}}\n" SVC, 2,
+                 58, "listen[0].tls.alpn[0]: h2 is not supported in this build yet");
     expect_error("listen:\n  - {address: 127.0.0.1:1, tls: {cert: x, key: y, alpn: [spdy]}}\n" SVC,
                  2, 58, "listen[0].tls.alpn[0]: unknown value \"spdy\" (expected http/1.1, h2)");
     expect_error("listen:\n  - {address: 127.0.0.1:1, tls: {cert: x, key: y, alpn: [http/1.1, "
                  "http/1.1]}}\n" SVC,
                  2, 68, "listen[0].tls.alpn[1]: listed twice");
-    expect_error("listen:\n  - {address: 127.0.0.1:1, tls: {cert: x, key: y, ciphers: z}}\n" SVC,
-                 2, 51, "unknown key \"ciphers\" in listen[0].tls");
+    expect_error("listen:\n  - {address: 127.0.0.1:1, tls: {cert: x, key: y, ciphers: z}}\n" SVC, 2,
+                 51, "unknown key \"ciphers\" in listen[0].tls");
 
     /* Files: missing, not PEM, key of another certificate. */
-    snprintf(y, sizeof(y), "listen:\n  - address: 127.0.0.1:1\n    tls:\n      cert: %s/a.crt\n"
-             "      key: %s/none.key\n" SVC, dir, dir);
+    snprintf(y, sizeof(y),
+             "listen:\n  - address: 127.0.0.1:1\n    tls:\n      cert: %s/a.crt\n"
+             "      key: %s/none.key\n" SVC,
+             dir, dir);
     snprintf(m, sizeof(m), "listen[0].tls.key: cannot read %s/none.key: No such file or directory",
              dir);
     expect_error(y, 5, 12, m);
-    snprintf(y, sizeof(y), "listen:\n  - address: 127.0.0.1:1\n    tls:\n      cert: %s/garbage.pem\n"
-             "      key: %s/a.key\n" SVC, dir, dir);
+    snprintf(y, sizeof(y),
+             "listen:\n  - address: 127.0.0.1:1\n    tls:\n      cert: %s/garbage.pem\n"
+             "      key: %s/a.key\n" SVC,
+             dir, dir);
     snprintf(m, sizeof(m), "listen[0].tls.cert: %s/garbage.pem holds no PEM certificate", dir);
     expect_error(y, 4, 13, m);
-    snprintf(y, sizeof(y), "listen:\n  - address: 127.0.0.1:1\n    tls:\n      cert: %s/a.crt\n"
-             "      key: %s/garbage.pem\n" SVC, dir, dir);
+    snprintf(y, sizeof(y),
+             "listen:\n  - address: 127.0.0.1:1\n    tls:\n      cert: %s/a.crt\n"
+             "      key: %s/garbage.pem\n" SVC,
+             dir, dir);
     snprintf(m, sizeof(m),
              "listen[0].tls.key: %s/garbage.pem holds no PEM private key (or the key is encrypted)",
              dir);
     expect_error(y, 5, 12, m);
-    snprintf(y, sizeof(y), "listen:\n  - address: 127.0.0.1:1\n    tls:\n      certificates:\n"
+    snprintf(y, sizeof(y),
+             "listen:\n  - address: 127.0.0.1:1\n    tls:\n      certificates:\n"
              "        - cert: %s/a.crt\n          key: %s/a.key\n"
-             "        - cert: %s/a.crt\n          key: %s/d.key\n" SVC, dir, dir, dir, dir);
+             "        - cert: %s/a.crt\n          key: %s/d.key\n" SVC,
+             dir, dir, dir, dir);
     snprintf(m, sizeof(m),
              "listen[0].tls.certificates[1].key: %s/d.key does not match the certificate in "
-             "%s/a.crt", dir, dir);
+             "%s/a.crt",
+             dir, dir);
     expect_error(y, 8, 16, m);
-    snprintf(y, sizeof(y), "listen:\n  - {address: 127.0.0.1:1, tls: {cert: /dev/zero, key: %s/a.key}}\n"
-             SVC, dir);
+    snprintf(y, sizeof(y),
+             "listen:\n  - {address: 127.0.0.1:1, tls: {cert: /dev/zero, key: %s/a.key}}\n" SVC,
+             dir);
     expect_error(y, 2, 40, "listen[0].tls.cert: /dev/zero is not a regular file of at most 1 MiB");
 }
 
@@ -393,8 +403,9 @@ static void test_plain_http_detected(void **state)
 {
     (void)state;
     char y[512], err[256], out[16];
-    snprintf(y, sizeof(y), "listen:\n  - {address: 127.0.0.1:1, tls: {cert: %s/a.crt, key: %s/a.key}}\n" SVC,
-             dir, dir);
+    snprintf(y, sizeof(y),
+             "listen:\n  - {address: 127.0.0.1:1, tls: {cert: %s/a.crt, key: %s/a.key}}\n" SVC, dir,
+             dir);
     sl_config_t *cfg = load_ok(y);
     sl_tls_listener_t *l = sl_tls_listener_new("test", cfg->listen_tls[0], err, sizeof(err));
     assert_non_null(l);
@@ -411,12 +422,9 @@ static void test_plain_http_detected(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_name_match),
-        cmocka_unit_test(test_pick),
-        cmocka_unit_test(test_config_good),
-        cmocka_unit_test(test_config_bad),
-        cmocka_unit_test(test_handshake_sni_alpn),
-        cmocka_unit_test(test_plain_http_detected),
+        cmocka_unit_test(test_name_match),         cmocka_unit_test(test_pick),
+        cmocka_unit_test(test_config_good),        cmocka_unit_test(test_config_bad),
+        cmocka_unit_test(test_handshake_sni_alpn), cmocka_unit_test(test_plain_http_detected),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
