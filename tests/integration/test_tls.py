@@ -297,8 +297,11 @@ def test_slow_reader_bounded_memory(start_origin, start_sluice, one_cert):
                 samples.append(sl.rss_kb())
         assert got == total
         assert h.hexdigest() == hashlib.sha256(pattern_bytes(0, total)).hexdigest()
-    grew = max(samples) - idle
-    assert grew < (200 if SAN else 40) * 1024, "sluice RSS grew by %d KiB" % grew
+    # Under ASan every buffer is a fresh malloc kept in its quarantine (256 MiB), so RSS
+    # says nothing about buffering there: the bound is checked in the normal build.
+    if not SAN:
+        grew = max(samples) - idle
+        assert grew < 40 * 1024, "sluice RSS grew by %d KiB" % grew
 
 
 def test_close_notify_on_connection_close(start_origin, start_sluice, one_cert):
