@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import (IO_TIMEOUT, SAN, SLOW, SLUICE_BIN, ConnectionClosed, HttpConn,
-                      build_request, parse_prometheus,
+                      build_request, chunked_body, parse_prometheus,
                       pattern_bytes, send_raw, to_yaml, wait_for)
 
 # TLS 1.0/1.1 are deprecated in Python's ssl; test_tls11_refused uses them on purpose.
@@ -132,6 +132,7 @@ def test_tls12_and_tls13_work(start_origin, start_sluice, one_cert, version):
         assert r.status == 200
         assert r.body == pattern_bytes(0, 1000)
     assert metric(sl, "tls_handshakes_total", result="ok") >= 1
+    assert metric(sl, "tls_handshake_duration_seconds_count") >= 1
 
 
 def test_tls11_refused(start_origin, start_sluice, one_cert):
@@ -236,8 +237,13 @@ def test_forwarded_proto_keepalive_pipelining(raw_origin, start_sluice, one_cert
             assert b'"/p%d"' % i in r.body
         r = c.request("POST", "/after", body=b"x" * 100)
         assert r.status == 200 and b'"body_length": 100' in r.body
+        pieces = [os.urandom(n) for n in (1, 5000, 70000, 3)]
+        r = c.request("POST", "/chunked", [("Transfer-Encoding", "chunked")],
+                      chunked_body(pieces))
+        assert r.status == 200 and b'"body_length": 75004' in r.body
     heads = [h for h in origin.heads]
-    assert [h[1] for h in heads] == ["/one", "/p0", "/p1", "/p2", "/after"]
+    assert [h[1] for h in heads] == ["/one", "/p0", "/p1", "/p2", "/after", "/chunked"]
+    assert origin.requests[-1]["body"] == b"".join(pieces)
     for h in heads:
         xfp = [v for k, v in h[3] if k.lower() == "x-forwarded-proto"]
         assert xfp == ["https"], h
@@ -302,6 +308,30 @@ def test_slow_reader_bounded_memory(start_origin, start_sluice, one_cert):
     if not SAN:
         grew = max(samples) - idle
         assert grew < 40 * 1024, "sluice RSS grew by %d KiB" % grew
+
+
+def test_upgrade_tunnel_over_tls(raw_origin, start_sluice, one_cert):
+    """A 101 tunnel on a TLS connection: raw bytes both ways, 300 kB included (more than
+    the read buffer, so decrypted bytes wait in the session for room)."""
+    from test_proxy import websocket_echo_handler
+    o = raw_origin(websocket_echo_handler)
+    sl = start_tls(start_sluice, o.address, {"cert": one_cert[0], "key": one_cert[1]})
+    with TlsConn(sl.port, client_ctx(one_cert[0])) as c:
+        c.send(build_request("GET", "/ws", [("Connection", "Upgrade"), ("Upgrade", "websocket"),
+                                            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                                            ("Sec-WebSocket-Version", "13")]))
+        r = c.read_head()
+        assert r.status == 101, r
+        while len(c.buf) < 13:
+            c._fill()
+        assert c.buf[:13] == b"server-hello;"
+        c.buf = c.buf[13:]
+        for msg in (b"hello", os.urandom(300000), b"bye"):
+            c.send(msg)
+            while len(c.buf) < len(msg):
+                c._fill()
+            assert c.buf[:len(msg)] == msg
+            c.buf = c.buf[len(msg):]
 
 
 def test_close_notify_on_connection_close(start_origin, start_sluice, one_cert):
