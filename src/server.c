@@ -622,10 +622,15 @@ int sl_server_run(sl_config_t *cfg)
     s->admin_cfg.handler_size = 0;
     sl_metrics_collector(collect, s);
     for (uint32_t j = 0; j < cfg->nlisten; j++) {
+        if (cfg->listen_tls[j]) {
+            sl_tls_metrics_init();
+            break;
+        }
+    }
+    for (uint32_t j = 0; j < cfg->nlisten; j++) {
         char err[512];
         if (!cfg->listen_tls[j])
             continue;
-        sl_tls_metrics_init();
         if (!(s->tls[j] = sl_tls_listener_new(cfg->listen[j].text, cfg->listen_tls[j], err,
                                               sizeof(err)))) {
             sl_log_error("listen %s: tls: %s", cfg->listen[j].text, err);

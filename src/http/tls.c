@@ -126,8 +126,6 @@ static void collect_expiry(sl_textbuf_t *t, void *arg)
 
 void sl_tls_metrics_init(void)
 {
-    if (m_handshakes)
-        return;
     m_handshakes = sl_metrics_counter("tls_handshakes_total",
                                       "TLS handshakes with clients, by result (failed: bad "
                                       "protocol version, no shared cipher, plain HTTP...).",

@@ -18,8 +18,9 @@ typedef struct sl_conn sl_conn_t;
 typedef struct sl_tls_listener sl_tls_listener_t;
 typedef struct sl_tls_conn sl_tls_conn_t;
 
-/* Register the TLS metric families. Call once, before worker threads start, when any
- * listener uses TLS. */
+/* Register the TLS metric families (they live until sl_metrics_reset). Call once per
+ * server run, before worker threads start, when any listener uses TLS; a configuration
+ * reload that builds new listeners must not call it again. */
 void sl_tls_metrics_init(void);
 
 /* Build a listener (name: its address, for logs and metrics) from conf (checked by the config
