@@ -398,6 +398,44 @@ static void test_handshake_sni_alpn(void **state)
     sl_config_free(cfg);
 }
 
+/* A TLS 1.2 client asking to renegotiate is refused: its new handshake never completes.
+ * (OpenSSL 3 refuses client-initiated renegotiation by default too; tls.c also sets
+ * SSL_OP_NO_RENEGOTIATION, so this holds whatever the library's default becomes.) */
+static void test_no_renegotiation(void **state)
+{
+    (void)state;
+    char y[512], err[256], out[64];
+    snprintf(y, sizeof(y),
+             "listen:\n  - {address: 127.0.0.1:1, tls: {cert: %s/a.crt, key: %s/a.key}}\n" SVC,
+             dir, dir);
+    sl_config_t *cfg = load_ok(y);
+    sl_tls_listener_t *l = sl_tls_listener_new("test", cfg->listen_tls[0], err, sizeof(err));
+    assert_non_null(l);
+    SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_max_proto_version(cctx, TLS1_2_VERSION);
+    SSL *cl = SSL_new(cctx);
+    BIO *c_in = BIO_new(BIO_s_mem()), *c_out = BIO_new(BIO_s_mem());
+    SSL_set_bio(cl, c_in, c_out);
+    SSL_set_connect_state(cl);
+    sl_tls_conn_t *srv = sl_tls_conn_new(l);
+    assert_int_equal(pump(cl, c_in, c_out, srv, out, sizeof(out)), SL_AGAIN);
+    assert_true(sl_tls_established(srv));
+    assert_int_equal(SSL_version(cl), TLS1_2_VERSION);
+    assert_int_equal(SSL_renegotiate(cl), 1);
+    long r = pump(cl, c_in, c_out, srv, out, sizeof(out));
+    assert_true(r == SL_AGAIN || r == SL_TLS_ERROR);
+    /* The server answered with an alert, not a new handshake. */
+    char got[16];
+    int n = SSL_read(cl, got, sizeof(got));
+    assert_true(n <= 0);
+    assert_int_equal(SSL_get_error(cl, n) == SSL_ERROR_SSL || SSL_renegotiate_pending(cl), 1);
+    sl_tls_conn_free(srv);
+    SSL_free(cl);
+    SSL_CTX_free(cctx);
+    sl_tls_listener_free(l);
+    sl_config_free(cfg);
+}
+
 /* A plain HTTP request where a ClientHello belongs is recognised as such. */
 static void test_plain_http_detected(void **state)
 {
@@ -422,9 +460,13 @@ static void test_plain_http_detected(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_name_match),         cmocka_unit_test(test_pick),
-        cmocka_unit_test(test_config_good),        cmocka_unit_test(test_config_bad),
-        cmocka_unit_test(test_handshake_sni_alpn), cmocka_unit_test(test_plain_http_detected),
+        cmocka_unit_test(test_name_match),
+        cmocka_unit_test(test_pick),
+        cmocka_unit_test(test_config_good),
+        cmocka_unit_test(test_config_bad),
+        cmocka_unit_test(test_handshake_sni_alpn),
+        cmocka_unit_test(test_no_renegotiation),
+        cmocka_unit_test(test_plain_http_detected),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
