@@ -281,6 +281,9 @@ static long tls_pull(sl_conn_t *c)
             continue;
         }
         if (r == SL_AGAIN) {
+            /* The handshake just completed. HTTP/2 over TLS hooks in here: when
+             * sl_tls_alpn_h2(c), hand the connection to the h2 session instead of
+             * reading HTTP/1.1 (ALPN offers h2 only once tls.alpn may list it). */
             if (!was && sl_tls_established(t))
                 continue; /* the request may have come with the client's Finished */
             break;
