@@ -30,6 +30,7 @@
 #include "proxy/health.h"
 #include "proxy/router.h"
 #include "proxy/upstream.h"
+#include "http/tls.h"
 
 
 typedef struct wctx {
@@ -69,6 +70,10 @@ typedef struct server {
     sl_alerts_t *alerts;
     sl_autoscale_t *autoscale;
     uv_timer_t observe; /* one sample and one alert evaluation a second */
+    /* TLS listeners: tls[j] for listen[j] (NULL: plain), whose connections use tls_cfg[j]
+     * (conn_cfg plus the TLS session). */
+    sl_tls_listener_t *tls[SL_CONF_MAX_LISTEN];
+    sl_conn_cfg_t tls_cfg[SL_CONF_MAX_LISTEN];
 } server_t;
 
 /* ---- sockets ---- */
@@ -152,7 +157,8 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     }
     wc->accepted++;
-    sl_conn_start(c, &wc->w, &s->conn_cfg);
+    uint32_t li = (uint32_t)((uv_tcp_t *)ls - wc->listeners);
+    sl_conn_start(c, &wc->w, s->tls[li] ? &s->tls_cfg[li] : &s->conn_cfg);
 }
 
 static void stop_cb(uv_async_t *a)
@@ -322,6 +328,7 @@ static void signal_cb(uv_signal_t *h, int signum)
 {
     server_t *s = h->data;
     if (signum == SIGHUP) {
+        sl_tls_reload(s->tls, s->cfg->nlisten); /* logs each error, or success */
         sl_log_warn("SIGHUP: configuration reload is not implemented in this build; "
                     "the running configuration stays");
         return;
@@ -614,6 +621,25 @@ int sl_server_run(sl_config_t *cfg)
     s->admin_cfg.on_done = NULL;
     s->admin_cfg.handler_size = 0;
     sl_metrics_collector(collect, s);
+    for (uint32_t j = 0; j < cfg->nlisten; j++) {
+        if (cfg->listen_tls[j]) {
+            sl_tls_metrics_init();
+            break;
+        }
+    }
+    for (uint32_t j = 0; j < cfg->nlisten; j++) {
+        char err[512];
+        if (!cfg->listen_tls[j])
+            continue;
+        if (!(s->tls[j] = sl_tls_listener_new(cfg->listen[j].text, cfg->listen_tls[j], err,
+                                              sizeof(err)))) {
+            sl_log_error("listen %s: tls: %s", cfg->listen[j].text, err);
+            return 1;
+        }
+        s->tls_cfg[j] = s->conn_cfg;
+        s->tls_cfg[j].is_tls = 1;
+        s->tls_cfg[j].tls = s->tls[j];
+    }
 
     /* Bind everything before starting anything. */
     s->workers = calloc((size_t)s->nworkers, sizeof(wctx_t));
@@ -738,6 +764,8 @@ int sl_server_run(sl_config_t *cfg)
     sl_metrics_reset();
     sl_sampler_free(s->sampler);
     sl_gateway_free(&s->gw);
+    for (uint32_t j = 0; j < SL_CONF_MAX_LISTEN; j++)
+        sl_tls_listener_free(s->tls[j]);
     free(s->workers);
     free(s);
     return 0;

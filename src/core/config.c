@@ -18,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -37,6 +40,7 @@
 #define DURATION_MAX_MS (365ull * 24 * 3600 * 1000)
 #define PATH_LEN 192     /* "services.blog.timeouts.connect" and the like */
 #define QUOTE_SRC_MAX 40 /* source bytes of a value shown in a message */
+#define MAX_PEM_BYTES (1u << 20) /* a certificate chain or key file */
 
 #define NO_OFFSET SIZE_MAX
 
@@ -1295,10 +1299,262 @@ static const struct enum_name method_names[] = {
     {"TRACE", SL_M_TRACE, true},     {NULL, 0, false},
 };
 
+/* ---- listen[i].tls ---- */
+
+/* cert:, key: - a file name, kept with where it was written. */
+static void parse_conf_file(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                            const char *path, void *base)
+{
+    sl_conf_file_t *dst = member(base, f->offset);
+    const char *s;
+    size_t len;
+
+    if (!get_scalar(c, val, path, "a file name", &s, &len) || !check_text(c, val, path, s, len))
+        return;
+    if (len == 0) {
+        report_mark(c, val->start_mark, "%s: must not be empty", path);
+        return;
+    }
+    free(dst->path);
+    dst->path = dup_bytes(c, s, len);
+    dst->line = clamp_int(val->start_mark.line + 1);
+    dst->col = clamp_int(val->start_mark.column + 1);
+}
+
+// clang-format off
+#define FLD_FILE(k, T, m, fl) \
+    { .key = k, .type = T_CUSTOM, .flags = fl, \
+      .offset = OFFSET_SIZED(T, m, sizeof(sl_conf_file_t)), .parse = parse_conf_file }
+// clang-format on
+
+/* h2 becomes supported when HTTP/2 is wired to the connection (tls.c, sl_tls_alpn_h2):
+ * until then offering it would make clients speak a protocol nobody answers. */
+static const struct enum_name alpn_names[] = {
+    {"http/1.1", SL_ALPN_HTTP11, true},
+    {"h2", SL_ALPN_H2, false},
+    {NULL, 0, false},
+};
+
+/* alpn: [http/1.1, ...] - the server's protocols in preference order. */
+static void parse_alpn(conf_ctx_t *c, const struct field *f, yaml_node_t *val, const char *path,
+                       void *base)
+{
+    sl_tls_conf_t *t = base;
+    const struct field ef = {.key = "alpn", .type = T_ENUM, .offset = 0, .names = alpn_names};
+    yaml_node_item_t *items;
+    size_t n;
+
+    SL_UNUSED(f);
+    if (!expect_type(c, val, YAML_SEQUENCE_NODE, path))
+        return;
+    items = val->data.sequence.items.start;
+    n = (size_t)(val->data.sequence.items.top - items);
+    if (n == 0 || n > SL_TLS_MAX_ALPN) {
+        report_mark(c, val->start_mark, "%s: expected 1 to %d protocols, got %zu", path,
+                    SL_TLS_MAX_ALPN, n);
+        return;
+    }
+    t->nalpn = 0;
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = node_at(c, items[i]);
+        char ipath[PATH_LEN];
+        int v = 0;
+        if (item == NULL)
+            continue;
+        path_index(ipath, path, i);
+        parse_enum(c, &ef, item, ipath, &v);
+        if (v == 0)
+            continue;
+        for (uint32_t j = 0; j < t->nalpn; j++) {
+            if (t->alpn[j] == v) {
+                report_mark(c, item->start_mark, "%s: listed twice", ipath);
+                v = 0;
+                break;
+            }
+        }
+        if (v)
+            t->alpn[t->nalpn++] = (uint8_t)v;
+    }
+}
+
+static const struct field tls_cert_fields[] = {
+    FLD_FILE("cert", sl_tls_cert_conf_t, cert, F_REQUIRED),
+    FLD_FILE("key", sl_tls_cert_conf_t, key, F_REQUIRED),
+};
+static const struct table tls_cert_table = {
+    TABLE(tls_cert_fields), .size = sizeof(sl_tls_cert_conf_t),
+    .line_offset = offsetof(sl_tls_cert_conf_t, line),
+    .col_offset = offsetof(sl_tls_cert_conf_t, col)};
+
+static const struct field tls_fields[] = {
+    FLD_FILE("cert", sl_tls_conf_t, cert, 0),
+    FLD_FILE("key", sl_tls_conf_t, key, 0),
+    FLD_LIST("certificates", sl_tls_conf_t, certs, ncerts, &tls_cert_table, F_NONEMPTY,
+             SL_TLS_MAX_CERTS),
+    FLD_CUSTOM("alpn", 0, parse_alpn),
+};
+static const struct table tls_table = {TABLE(tls_fields), .line_offset = NO_OFFSET};
+
+static void free_tls_conf(sl_tls_conf_t *t)
+{
+    if (t == NULL)
+        return;
+    free(t->cert.path);
+    free(t->key.path);
+    for (uint32_t i = 0; t->certs && i < t->ncerts; i++) {
+        free(t->certs[i].cert.path);
+        free(t->certs[i].key.path);
+    }
+    free(t->certs);
+    free(t);
+}
+
+static int no_password(char *buf, int size, int rwflag, void *u)
+{
+    SL_UNUSED(buf);
+    SL_UNUSED(size);
+    SL_UNUSED(rwflag);
+    SL_UNUSED(u);
+    return 0; /* an encrypted key cannot be used unattended: fail instead of prompting */
+}
+
+/* Opens a PEM file named by the configuration, or reports why it cannot be used. Only
+ * regular files of bounded size: a FIFO or /dev/zero would hang the loader. */
+static FILE *open_pem(conf_ctx_t *c, const sl_conf_file_t *f, const char *path)
+{
+    struct stat st;
+    FILE *fp;
+
+    if (stat(f->path, &st) != 0) {
+        report_at(c, f->line, f->col, "%s: cannot read %s: %s", path, f->path, strerror(errno));
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size > (off_t)MAX_PEM_BYTES) {
+        report_at(c, f->line, f->col, "%s: %s is not a regular file of at most 1 MiB", path,
+                  f->path);
+        return NULL;
+    }
+    if ((fp = fopen(f->path, "r")) == NULL) {
+        report_at(c, f->line, f->col, "%s: cannot read %s: %s", path, f->path, strerror(errno));
+        return NULL;
+    }
+    return fp;
+}
+
+/* The files of one certificate: a PEM certificate, a PEM private key (not encrypted),
+ * and the key belonging to the certificate, so `sluice -t` catches what would otherwise
+ * fail at start-up or, worse, at a certificate reload. */
+static void check_tls_cert(conf_ctx_t *c, const sl_tls_cert_conf_t *tc, const char *path)
+{
+    char cpath[PATH_LEN], kpath[PATH_LEN];
+    X509 *x = NULL;
+    EVP_PKEY *k = NULL;
+    FILE *fp;
+
+    if (tc->cert.path == NULL || tc->key.path == NULL)
+        return; /* already reported */
+    size_t co = 0, ko = 0;
+    cpath[0] = kpath[0] = '\0';
+    path_append(cpath, &co, path, strlen(path));
+    path_append(cpath, &co, ".cert", 5);
+    path_append(kpath, &ko, path, strlen(path));
+    path_append(kpath, &ko, ".key", 4);
+    if ((fp = open_pem(c, &tc->cert, cpath)) != NULL) {
+        x = PEM_read_X509(fp, NULL, no_password, NULL);
+        fclose(fp);
+        if (x == NULL)
+            report_at(c, tc->cert.line, tc->cert.col, "%s: %s holds no PEM certificate", cpath,
+                      tc->cert.path);
+    }
+    if ((fp = open_pem(c, &tc->key, kpath)) != NULL) {
+        k = PEM_read_PrivateKey(fp, NULL, no_password, NULL);
+        fclose(fp);
+        if (k == NULL)
+            report_at(c, tc->key.line, tc->key.col,
+                      "%s: %s holds no PEM private key (or the key is encrypted)", kpath,
+                      tc->key.path);
+    }
+    if (x && k && X509_check_private_key(x, k) != 1)
+        report_at(c, tc->key.line, tc->key.col, "%s: %s does not match the certificate in %s",
+                  kpath, tc->key.path, tc->cert.path);
+    ERR_clear_error();
+    X509_free(x);
+    EVP_PKEY_free(k);
+}
+
+/* listen[i].tls: base is listen[i] (the sl_addr_t); the TLS settings go to listen_tls[i]. */
+static void parse_listen_tls(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
+                             const char *path, void *base)
+{
+    sl_config_t *cfg = c->cfg;
+    uint32_t li = (uint32_t)((sl_addr_t *)base - cfg->listen);
+    sl_tls_conf_t *t;
+
+    SL_UNUSED(f);
+    if (li >= SL_CONF_MAX_LISTEN)
+        return;
+    if ((t = calloc(1, sizeof(*t))) == NULL) {
+        report_oom(c);
+        return;
+    }
+    free_tls_conf(cfg->listen_tls[li]);
+    cfg->listen_tls[li] = t;
+    t->line = clamp_int(val->start_mark.line + 1);
+    t->col = clamp_int(val->start_mark.column + 1);
+    int before = c->errs->n + c->errs->dropped;
+    parse_table(c, val, path, &tls_table, t, NULL);
+    if (c->errs->n + c->errs->dropped != before)
+        return;
+    bool one = t->cert.path || t->key.path; /* the {cert, key} form */
+    if (one) {
+        if (t->ncerts) {
+            report_mark(c, val->start_mark,
+                        "%s: give either cert and key or certificates, not both", path);
+            return;
+        }
+        if (!t->cert.path || !t->key.path) {
+            report_mark(c, val->start_mark, "%s: %s without %s", path,
+                        t->cert.path ? "cert" : "key", t->cert.path ? "key" : "cert");
+            return;
+        }
+        if ((t->certs = calloc(1, sizeof(*t->certs))) == NULL) {
+            report_oom(c);
+            return;
+        }
+        t->certs[0].cert = t->cert;
+        t->certs[0].key = t->key;
+        t->certs[0].line = t->line;
+        t->certs[0].col = t->col;
+        t->ncerts = 1;
+        memset(&t->cert, 0, sizeof(t->cert));
+        memset(&t->key, 0, sizeof(t->key));
+    } else if (t->ncerts == 0) {
+        report_mark(c, val->start_mark, "%s: needs cert and key, or certificates", path);
+        return;
+    }
+    if (t->nalpn == 0) {
+        t->alpn[0] = SL_ALPN_HTTP11;
+        t->nalpn = 1;
+    }
+    for (uint32_t i = 0; i < t->ncerts; i++) {
+        char cpath[PATH_LEN], lpath[PATH_LEN];
+        size_t o = 0;
+        if (one) {
+            check_tls_cert(c, &t->certs[i], path);
+            continue;
+        }
+        lpath[0] = '\0';
+        path_append(lpath, &o, path, strlen(path));
+        path_append(lpath, &o, ".certificates", 13);
+        path_index(cpath, lpath, i);
+        check_tls_cert(c, &t->certs[i], cpath);
+    }
+}
+
 static const struct field listen_item_fields[] = {
     /* The item is the sl_addr_t itself. */
     {.key = "address", .type = T_ADDR, .flags = F_REQUIRED, .offset = 0},
-    FLD_LATER("tls"),
+    FLD_CUSTOM("tls", 0, parse_listen_tls),
 };
 static const struct table listen_item_table = {TABLE(listen_item_fields), .line_offset = NO_OFFSET};
 
@@ -2918,6 +3174,8 @@ void sl_config_free(sl_config_t *cfg)
 {
     if (cfg == NULL)
         return;
+    for (uint32_t i = 0; i < SL_CONF_MAX_LISTEN; i++)
+        free_tls_conf(cfg->listen_tls[i]);
     for (uint32_t i = 0; cfg->services && i < cfg->nservices; i++) {
         free(cfg->services[i].name);
         for (uint32_t j = 0; cfg->services[i].servers && j < cfg->services[i].nservers; j++)

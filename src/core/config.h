@@ -24,6 +24,36 @@ typedef struct sl_addr {
     char text[64];
 } sl_addr_t;
 
+/* A file named in the configuration, with where it was named (for errors found later, at
+ * certificate reload). */
+typedef struct sl_conf_file {
+    char *path;
+    int line, col;
+} sl_conf_file_t;
+
+/* One certificate of a TLS listener: a PEM chain (leaf first) and its private key. */
+typedef struct sl_tls_cert_conf {
+    sl_conf_file_t cert, key;
+    int line, col;
+} sl_tls_cert_conf_t;
+
+/* ALPN protocol ids, in tls.alpn. */
+enum sl_alpn { SL_ALPN_HTTP11 = 1, SL_ALPN_H2 = 2 };
+#define SL_TLS_MAX_CERTS 64
+#define SL_TLS_MAX_ALPN 4
+
+/* listen[i].tls. Either cert + key (one certificate) or certificates: [...]; the loader
+ * folds the first form into the second, so users of the struct read certs[] only. The
+ * loader has checked every file: readable PEM, key matching its certificate. */
+typedef struct sl_tls_conf {
+    sl_conf_file_t cert, key;         /* the one-certificate form (moved into certs[0]) */
+    sl_tls_cert_conf_t *certs;        /* certs[0] is the default (no SNI match) */
+    uint32_t ncerts;
+    uint8_t alpn[SL_TLS_MAX_ALPN];    /* enum sl_alpn, server preference order */
+    uint32_t nalpn;                   /* default: http/1.1 only */
+    int line, col;
+} sl_tls_conf_t;
+
 typedef struct sl_server_conf {
     sl_addr_t addr;           /* unset (addr.len 0) when the address is a host name */
     char *host;               /* "backend.default.svc:8080" written as a name: the name */
@@ -258,6 +288,7 @@ typedef struct sl_config {
     char *path;                        /* file it was loaded from */
     sl_addr_t listen[SL_CONF_MAX_LISTEN];
     uint32_t nlisten;                  /* default one: 127.0.0.1:8080 */
+    sl_tls_conf_t *listen_tls[SL_CONF_MAX_LISTEN]; /* NULL: plain HTTP on listen[i] */
     uint32_t workers;                  /* 0 = auto (one per core) */
     sl_addr_t admin_listen;            /* default 127.0.0.1:9901 */
     int admin_enabled;                 /* 1 unless admin: {listen: off}? always 1 for now */
@@ -281,7 +312,7 @@ typedef struct sl_config {
 /* One problem found in a configuration. */
 typedef struct sl_config_error {
     int line, col; /* 1-based; 0 when not tied to a position */
-    char msg[200];
+    char msg[400]; /* room for two file names (TLS errors) */
 } sl_config_error_t;
 
 typedef struct sl_config_errors {

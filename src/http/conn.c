@@ -16,6 +16,7 @@
 
 #include "../core/hash.h"
 #include "../core/log.h"
+#include "tls.h"
 
 enum { ST_IDLE = 0, ST_HEAD, ST_ACTIVE, ST_TUNNEL, ST_LINGER, ST_CLOSED };
 
@@ -37,6 +38,14 @@ static void process(sl_conn_t *c);
 static void update_reading(sl_conn_t *c);
 static void finish_close(sl_conn_t *c);
 static void conn_close(sl_conn_t *c);
+static int wire_write(sl_conn_t *c, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned,
+                      unsigned nowned, void (*release)(void *arg), void *release_arg);
+
+/* TLS connections read ciphertext here: it goes into the session's memory BIO at once,
+ * within the read callback, so one buffer per thread serves every connection. */
+#define TLS_SCRATCH (64 * 1024)
+#define TLS_RECORD (16 * 1024) /* the most plaintext one TLS record carries */
+static __thread char tls_scratch[TLS_SCRATCH];
 
 /* ---- exchanges ---- */
 
@@ -101,6 +110,11 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *out)
 {
     (void)hint;
     sl_conn_t *c = h->data;
+    if (c->tls) {
+        out->base = tls_scratch;
+        out->len = TLS_SCRATCH;
+        return;
+    }
     if (!c->rbuf) {
         c->rbuf = sl_buf_get(&c->w->bufs);
         c->rpos = 0;
@@ -162,20 +176,9 @@ static void abort_exchange(sl_conn_t *c)
     exchange_put(c->w, x);
 }
 
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* The peer's end of the stream (TCP EOF, a TLS close_notify) or a read error. */
+static void on_eof(sl_conn_t *c, ssize_t nread)
 {
-    (void)buf;
-    sl_conn_t *c = s->data;
-    if (nread > 0) {
-        c->rbuf->len += (uint32_t)nread;
-        process(c);
-        return;
-    }
-    if (nread == 0) { /* EAGAIN */
-        maybe_release_rbuf(c);
-        return;
-    }
-    /* EOF or error. */
     read_stop(c);
     c->peer_eof = 1;
     if (c->state == ST_TUNNEL && nread == UV_EOF && c->x) {
@@ -191,6 +194,152 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     conn_close(c);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    sl_conn_t *c = s->data;
+    if (nread > 0) {
+        if (c->tls) {
+            /* Ciphertext: process() decrypts it into rbuf as room allows. */
+            if (sl_tls_feed(c->tls, buf->base, (size_t)nread) != 0)
+                conn_close(c);
+            else
+                process(c);
+            return;
+        }
+        c->rbuf->len += (uint32_t)nread;
+        process(c);
+        return;
+    }
+    if (nread == 0) { /* EAGAIN */
+        maybe_release_rbuf(c);
+        return;
+    }
+    on_eof(c, nread);
+}
+
+/* ---- TLS (only connections with c->tls come here) ---- */
+
+/* Send whatever ciphertext the session produced (handshake messages, records, alerts),
+ * copied out of its memory BIO into pooled buffers. Returns 1 when the output is
+ * congested, as sl_conn_write. */
+static int tls_flush(sl_conn_t *c)
+{
+    int congested = 0;
+    while (c->state != ST_CLOSED && sl_tls_out_pending(c->tls)) {
+        sl_buf_t *owned[4];
+        uv_buf_t bufs[4];
+        unsigned k = 0;
+        while (k < 4 && sl_tls_out_pending(c->tls)) {
+            sl_buf_t *b = sl_buf_get(&c->w->bufs);
+            if (!b)
+                break;
+            b->len = (uint32_t)sl_tls_out_take(c->tls, b->data, b->size);
+            bufs[k] = uv_buf_init(b->data, b->len);
+            owned[k++] = b;
+        }
+        if (k == 0) {
+            conn_close(c); /* out of buffers: the stream cannot be continued */
+            return 0;
+        }
+        congested |= wire_write(c, bufs, k, owned, k, NULL, NULL);
+    }
+    return congested;
+}
+
+/* Decrypt what the session holds into rbuf, as far as there is room (the same room
+ * alloc_cb gives a plain connection). Runs the handshake first. Returns plaintext bytes
+ * added, or -1 when the connection closed. */
+static long tls_pull(sl_conn_t *c)
+{
+    sl_tls_conn_t *t = c->tls;
+    long total = 0;
+    for (;;) {
+        sl_buf_t *b = c->rbuf;
+        if (!b && sl_tls_established(t) && sl_tls_has_input(t)) {
+            if (!(b = c->rbuf = sl_buf_get(&c->w->bufs))) {
+                conn_close(c);
+                return -1;
+            }
+            c->rpos = 0;
+        }
+        char *dst = NULL;
+        size_t room = 0;
+        if (b) {
+            if ((c->state == ST_ACTIVE && c->rpos == b->len && b->len > c->head_len) ||
+                (c->state == ST_TUNNEL && c->rpos == b->len && b->len > c->head_len))
+                b->len = c->rpos = c->head_len; /* all consumed: reuse the space */
+            dst = b->data + b->len;
+            room = b->size - b->len;
+        }
+        int was = sl_tls_established(t);
+        long r = sl_tls_read(t, dst, room);
+        if (r > 0) {
+            b->len += (uint32_t)r;
+            total += r;
+            continue;
+        }
+        if (r == SL_AGAIN) {
+            /* The handshake just completed. HTTP/2 over TLS hooks in here: when
+             * sl_tls_alpn_h2(c), hand the connection to the h2 session instead of
+             * reading HTTP/1.1 (ALPN offers h2 only once tls.alpn may list it). */
+            if (!was && sl_tls_established(t))
+                continue; /* the request may have come with the client's Finished */
+            break;
+        }
+        if (r == SL_TLS_NOT_TLS) {
+            /* Plain HTTP on the TLS port: there is no way to answer that a client could
+             * read as HTTP and TLS at once; close without a word, as the handshake did. */
+            conn_close(c);
+            return -1;
+        }
+        tls_flush(c); /* the alert, or our close_notify answer */
+        if (r == SL_TLS_EOF)
+            on_eof(c, UV_EOF);
+        else
+            conn_close(c);
+        return c->state == ST_CLOSED ? -1 : total;
+    }
+    tls_flush(c);
+    return c->state == ST_CLOSED ? -1 : total;
+}
+
+/* sl_conn_write for a TLS connection: encrypt now (OpenSSL copies the bytes, so the
+ * caller's buffers are released at once) and send the records. */
+static int tls_send(sl_conn_t *c, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned,
+                    unsigned nowned, void (*release)(void *arg), void *release_arg)
+{
+    int ok = c->state != ST_CLOSED && !c->closing, congested = 0;
+    /* One record's worth at a time, sent on as pooled buffers fill: the session's output
+     * BIO stays small however large the caller's buffers are (a cached object may be
+     * one buffer of megabytes). */
+    for (unsigned i = 0; ok && i < n; i++) {
+        const char *p = bufs[i].base;
+        size_t left = bufs[i].len;
+        while (ok && left) {
+            size_t k = left < TLS_RECORD ? left : TLS_RECORD;
+            if (sl_tls_write(c->tls, p, k) != 0)
+                ok = 0;
+            p += k;
+            left -= k;
+            if (ok && sl_tls_out_pending(c->tls) >= c->w->bufs.size) {
+                congested |= tls_flush(c);
+                ok = c->state != ST_CLOSED;
+            }
+        }
+    }
+    for (unsigned i = 0; i < nowned; i++)
+        sl_buf_put(&c->w->bufs, owned[i]);
+    if (release)
+        release(release_arg);
+    if (c->state == ST_CLOSED || c->closing)
+        return 0;
+    if (!ok) {
+        conn_close(c);
+        return 0;
+    }
+    return tls_flush(c) | congested;
 }
 
 static const char *status_message(int status)
@@ -356,9 +505,11 @@ static void process(sl_conn_t *c)
     c->in_process = 1;
     for (;;) {
         c->end_pending = 0;
-        sl_buf_t *b = c->rbuf;
         if (c->state == ST_CLOSED)
             break;
+        if (c->tls && tls_pull(c) < 0)
+            break;
+        sl_buf_t *b = c->rbuf;
         if (c->state == ST_TUNNEL) {
             sl_exchange_t *x = c->x;
             while (x && c->rpos < b->len && !c->paused) {
@@ -370,6 +521,8 @@ static void process(sl_conn_t *c)
             }
             if (c->rpos == b->len)
                 b->len = c->rpos = c->head_len;
+            if (c->tls && !c->paused && sl_tls_has_input(c->tls) && tls_pull(c) > 0)
+                continue; /* more was decrypted now that there is room */
             break;
         }
         if (c->state == ST_ACTIVE) {
@@ -377,6 +530,9 @@ static void process(sl_conn_t *c)
                 deliver_body(c);
             if (c->end_pending)
                 continue;
+            if (c->tls && c->state == ST_ACTIVE && c->x && !c->x->body_done && !c->paused &&
+                sl_tls_has_input(c->tls) && tls_pull(c) > 0)
+                continue; /* body bytes the full buffer could not take before */
             break; /* pipelined bytes wait in rbuf for the current answer */
         }
         /* IDLE or HEAD: look for a request head. */
@@ -497,11 +653,22 @@ int sl_conn_send_ref(sl_exchange_t *x, const uv_buf_t *bufs, unsigned n, sl_buf_
 int sl_conn_write(sl_conn_t *c, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned,
                   unsigned nowned, void (*release)(void *arg), void *release_arg)
 {
+    if (c->tls)
+        return tls_send(c, bufs, n, owned, nowned, release, release_arg);
+    return wire_write(c, bufs, n, owned, nowned, release, release_arg);
+}
+
+/* Bytes to the socket as they are: try a direct write, queue the rest. Same contract as
+ * sl_conn_write. A closing TLS connection still sends here (its close_notify). */
+static inline __attribute__((always_inline)) int
+wire_write(sl_conn_t *c, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned, unsigned nowned,
+           void (*release)(void *arg), void *release_arg)
+{
     sl_bufpool_t *pool = &c->w->bufs;
     size_t total = 0;
     for (unsigned i = 0; i < n; i++)
         total += bufs[i].len;
-    if (c->state == ST_CLOSED || c->closing)
+    if (c->state == ST_CLOSED || (c->closing && !c->tls))
         goto release;
     size_t done = 0;
     if (total == 0 && c->pending_writes == 0)
@@ -643,6 +810,8 @@ void sl_conn_end(sl_exchange_t *x, int keepalive_ok)
     c->head_len = 0;
     if (c->pending_writes == 0)
         set_deadline(c, c->cfg->idle_timeout_ms);
+    if (c->tls)
+        sl_tls_trim(c->tls);
     process(c);
 }
 
@@ -757,6 +926,7 @@ void sl_conn_tunnel(sl_exchange_t *x)
 static void close_cb(uv_handle_t *h)
 {
     sl_conn_t *c = h->data;
+    sl_tls_conn_free(c->tls);
     free(c);
 }
 
@@ -821,6 +991,16 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
 
 static void finish_close(sl_conn_t *c)
 {
+    if (c->tls && c->state != ST_CLOSED) {
+        /* close_notify first, so the client knows the response was not truncated;
+         * write_cb calls back here once it is sent. */
+        sl_tls_shutdown(c->tls);
+        if (sl_tls_out_pending(c->tls)) {
+            tls_flush(c);
+            if (c->pending_writes)
+                return;
+        }
+    }
     if (!c->linger || c->state == ST_CLOSED) {
         conn_close(c);
         return;
@@ -883,6 +1063,15 @@ void sl_conn_start(sl_conn_t *c, sl_worker_t *w, const sl_conn_cfg_t *cfg)
     uv_tcp_nodelay(&c->tcp, 1);
     sl_timed_link(&w->timers, &c->timed, expire);
     set_deadline(c, cfg->idle_timeout_ms);
+    if (cfg->tls) {
+        /* The handshake counts as part of the request head: a client that connects and
+         * never sends a ClientHello is gone after header_timeout. */
+        if (!(c->tls = sl_tls_conn_new(cfg->tls))) {
+            conn_close(c);
+            return;
+        }
+        set_deadline(c, cfg->header_timeout_ms);
+    }
     read_start(c);
 }
 

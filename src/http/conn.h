@@ -17,6 +17,8 @@
 
 typedef struct sl_conn sl_conn_t;
 typedef struct sl_exchange sl_exchange_t;
+struct sl_tls_listener;
+struct sl_tls_conn;
 
 /* Callbacks the handler installs in x->ops for an exchange it keeps open. */
 typedef struct sl_exchange_ops {
@@ -69,6 +71,7 @@ typedef struct sl_conn_cfg {
     uint64_t header_timeout_ms, idle_timeout_ms;
     uint64_t max_header_bytes, max_body_bytes; /* 0 = unlimited body */
     int is_tls;                                /* X-Forwarded-Proto */
+    struct sl_tls_listener *tls;               /* NULL: plain HTTP (http/tls.h) */
 } sl_conn_cfg_t;
 
 struct sl_conn {
@@ -95,6 +98,7 @@ struct sl_conn {
     char peer[48];               /* client address as text (46 + room for whole-word copies) */
     uint8_t peer_len;
     uint64_t peer_hash;          /* sl_hash_bytes(peer): per-client keys cost one hash per connection */
+    struct sl_tls_conn *tls;     /* TLS session (cfg->tls set), or NULL */
 };
 
 /* Take a freshly accepted connection: tcp must be initialised on w->loop and accepted.

@@ -686,13 +686,6 @@ static void test_duplicate_keys(void **state)
                  4, 3, "duplicate key \"blog\" in services (first at line 2)");
 }
 
-static void test_not_supported_yet(void **state)
-{
-    (void)state;
-    expect_error("listen:\n  - {address: 0.0.0.0:443, tls: {cert: c.pem, key: k.pem}}\n", 2, 28,
-                 "listen[0].tls is not supported in this build yet");
-}
-
 /* A route's static: target (docs/static.md): defaults, every key, and the errors. */
 static void test_static_keys(void **state)
 {
@@ -1441,7 +1434,6 @@ int main(void)
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_route_errors),
         cmocka_unit_test(test_duplicate_keys),
-        cmocka_unit_test(test_not_supported_yet),
         cmocka_unit_test(test_static_keys),
         cmocka_unit_test(test_cache_keys),
         cmocka_unit_test(test_alerts),
