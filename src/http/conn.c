@@ -38,6 +38,7 @@ static void process(sl_conn_t *c);
 static void update_reading(sl_conn_t *c);
 static void finish_close(sl_conn_t *c);
 static void conn_close(sl_conn_t *c);
+static void write_failed(sl_conn_t *c);
 static int wire_write(sl_conn_t *c, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned,
                       unsigned nowned, void (*release)(void *arg), void *release_arg);
 
@@ -100,6 +101,8 @@ void sl_conn_worker_free(sl_worker_t *w)
 
 static void set_deadline(sl_conn_t *c, uint64_t ms)
 {
+    if (c->broken)
+        ms = 1; /* see write_failed: close at the next tick, whatever else is due */
     if (ms)
         sl_timed_set(&c->w->timers, &c->timed, ms);
     else
@@ -310,7 +313,7 @@ static long tls_pull(sl_conn_t *c)
 static int tls_send(sl_conn_t *c, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned,
                     unsigned nowned, void (*release)(void *arg), void *release_arg)
 {
-    int ok = c->state != ST_CLOSED && !c->closing, congested = 0;
+    int ok = c->state != ST_CLOSED && !c->closing && !c->broken, congested = 0;
     /* One record's worth at a time, sent on as pooled buffers fill: the session's output
      * BIO stays small however large the caller's buffers are (a cached object may be
      * one buffer of megabytes). */
@@ -325,7 +328,7 @@ static int tls_send(sl_conn_t *c, const uv_buf_t *bufs, unsigned n, sl_buf_t **o
             left -= k;
             if (ok && sl_tls_out_pending(c->tls) >= c->w->bufs.size) {
                 congested |= tls_flush(c);
-                ok = c->state != ST_CLOSED;
+                ok = c->state != ST_CLOSED && !c->broken;
             }
         }
     }
@@ -336,7 +339,7 @@ static int tls_send(sl_conn_t *c, const uv_buf_t *bufs, unsigned n, sl_buf_t **o
     if (c->state == ST_CLOSED || c->closing)
         return 0;
     if (!ok) {
-        conn_close(c);
+        write_failed(c);
         return 0;
     }
     return tls_flush(c) | congested;
@@ -632,6 +635,17 @@ static void write_cb(uv_write_t *req, int status)
     }
 }
 
+/* A write failed at once (the client reset the connection, or memory ran out). Closing
+ * here would abort the exchange - and free it - inside the handler's send call, which then
+ * carries on with freed state. Instead drop every further byte and close at the next tick
+ * (at most SL_TICK_MS away): the abort then comes from the timer, outside any handler. */
+static void write_failed(sl_conn_t *c)
+{
+    c->broken = 1;
+    c->keepalive = 0;
+    set_deadline(c, 1);
+}
+
 int sl_conn_send(sl_exchange_t *x, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned,
                  unsigned nowned)
 {
@@ -668,7 +682,7 @@ wire_write(sl_conn_t *c, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned, uns
     size_t total = 0;
     for (unsigned i = 0; i < n; i++)
         total += bufs[i].len;
-    if (c->state == ST_CLOSED || (c->closing && !c->tls))
+    if (c->state == ST_CLOSED || c->broken || (c->closing && !c->tls))
         goto release;
     size_t done = 0;
     if (total == 0 && c->pending_writes == 0)
@@ -678,7 +692,7 @@ wire_write(sl_conn_t *c, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned, uns
         if (r >= 0)
             done = (size_t)r;
         else if (r != UV_EAGAIN && r != UV_ENOSYS) {
-            conn_close(c);
+            write_failed(c);
             goto release;
         }
         if (done == total)
@@ -688,7 +702,7 @@ wire_write(sl_conn_t *c, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned, uns
     wreq_t *wr = malloc(sizeof(*wr));
     if (!wr || n > SL_ARRAY_LEN(wr->bufs) || nowned > SL_ARRAY_LEN(wr->owned)) {
         free(wr);
-        conn_close(c);
+        write_failed(c);
         goto release;
     }
     unsigned m = 0;
@@ -712,7 +726,7 @@ wire_write(sl_conn_t *c, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned, uns
     wr->release_arg = release_arg;
     if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, wr->bufs, m, write_cb) < 0) {
         free(wr);
-        conn_close(c);
+        write_failed(c);
         goto release;
     }
     c->pending_writes++;
@@ -1023,7 +1037,7 @@ static void finish_close(sl_conn_t *c)
 static void expire(sl_timed_t *t)
 {
     sl_conn_t *c = (sl_conn_t *)((char *)t - offsetof(sl_conn_t, timed));
-    if (c->state == ST_HEAD && !c->x->response_started && c->pending_writes == 0) {
+    if (c->state == ST_HEAD && !c->broken && !c->x->response_started && c->pending_writes == 0) {
         refuse(c, 408);
         return;
     }

@@ -93,7 +93,7 @@ struct sl_conn {
     uint8_t body_kind;
     uint8_t keepalive : 1, reading : 1, paused : 1, congested : 1, closing : 1, in_process : 1,
         peer_eof : 1, end_pending : 1;
-    uint8_t linger : 1, detached : 1;
+    uint8_t linger : 1, detached : 1, broken : 1;
     uint64_t requests;
     char peer[48];               /* client address as text (46 + room for whole-word copies) */
     uint8_t peer_len;
