@@ -430,3 +430,13 @@ def test_configuration_errors(tmp_path):
     rc, out = check(tmp_path, head + "  - match: {path_prefix: /}\n"
                                      "    static: {root: %s}\n" % tmp_path)
     assert rc == 0, out
+
+
+def test_demo_configuration_with_its_static_route_loads():
+    """make run's configuration (examples/demo.yaml, with its /static/ route on
+    examples/public) passes sluice -t from the repository root, where run-demo.sh runs it."""
+    repo = SLUICE_BIN.resolve().parent.parent
+    r = subprocess.run([str(SLUICE_BIN), "-t", "-c", "examples/demo.yaml"], cwd=repo,
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (repo / "examples/public/index.html").is_file()
