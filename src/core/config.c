@@ -2258,6 +2258,8 @@ static const struct field static_fields[] = {
     FLD_DURATION("max_age", sl_static_conf_t, max_age_ms, 0),
     FLD_BOOL("dotfiles", sl_static_conf_t, dotfiles),
     FLD_BOOL("symlinks", sl_static_conf_t, symlinks),
+    FLD_SIZE("file_cache", sl_static_conf_t, file_cache, 0, 64ull << 30),
+    FLD_DURATION("file_cache_valid", sl_static_conf_t, file_cache_valid_ms, 0),
 };
 static const struct table static_table = {TABLE(static_fields), .line_offset = NO_OFFSET};
 
@@ -2271,6 +2273,8 @@ static void parse_route_static(conf_ctx_t *c, const struct field *f, yaml_node_t
     st->compress_min = SL_COMPRESS_MIN_LENGTH;
     st->compress_max = 1u << 20;
     st->symlinks = 1;
+    st->file_cache = 16u << 20;
+    st->file_cache_valid_ms = 1000;
     parse_table(c, val, path, &static_table, st, &c->key->start_mark);
 }
 

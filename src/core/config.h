@@ -217,6 +217,9 @@ typedef struct sl_static_conf {
     uint64_t max_age_ms;      /* Cache-Control max-age for the rest; 0: none sent */
     int dotfiles;             /* serve names starting with '.' (default no) */
     int symlinks;             /* follow symlinks that stay inside root (default yes) */
+    uint64_t file_cache;      /* bytes of small files kept in memory (default 16m; 0: off) */
+    uint64_t file_cache_valid_ms; /* how long a kept file is served before it is read
+                                     again (default 1s) */
 } sl_static_conf_t;
 
 typedef struct sl_route_conf {

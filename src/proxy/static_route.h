@@ -20,6 +20,7 @@ typedef struct sl_static_route {
     unsigned open_flags;  /* SL_STATIC_OPEN_* */
     unsigned path_flags;  /* SL_STATIC_PATH_* */
     int immutable;        /* IMM_AUTO, IMM_NONE or IMM_GLOB (static_route.c) */
+    struct fcache *files; /* small files kept in memory, or NULL (file_cache: 0) */
 } sl_static_route_t;
 
 /* Open conf->root (blocking: at start-up or reload). 0, or a negative errno (logged). */

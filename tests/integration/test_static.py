@@ -74,6 +74,10 @@ def sl(module_start_sluice, tree):
         {"match": {"path_prefix": "/dots/"},
          "static": {"root": str(tree), "dotfiles": True,
                     "immutable_pattern": "docs/*"}},
+        {"match": {"path_prefix": "/nocache/"},
+         "static": {"root": str(tree), "file_cache": 0}},
+        {"match": {"path_prefix": "/tiny-cache/"},
+         "static": {"root": str(tree), "file_cache": "20k"}},
         {"match": {"path_prefix": "/limited/"},
          "static": {"root": str(tree)},
          "rate_limits": [{"key": "ip", "rate": "2/minute"}]},
@@ -196,15 +200,53 @@ def test_if_match_and_if_unmodified_since(sl):
 
 
 def test_etag_changes_when_the_file_is_replaced(sl, tree):
+    """Without the in-memory file table every request sees the file as it is now."""
     p = tree / "changing.txt"
     p.write_bytes(b"one\n")
-    e1 = get(sl, "/static/changing.txt").header("ETag")
+    e1 = get(sl, "/nocache/changing.txt").header("ETag")
     tmp = tree / "changing.tmp"
     tmp.write_bytes(b"two\n")
     os.rename(tmp, p)  # an atomic deploy: new inode
-    r = get(sl, "/static/changing.txt", {"If-None-Match": e1})
+    r = get(sl, "/nocache/changing.txt", {"If-None-Match": e1})
     assert r.status == 200 and r.body == b"two\n"
     assert r.header("ETag") != e1
+
+
+def test_file_cache_serves_from_memory_and_rereads_after_valid(sl, tree):
+    """A kept file is answered from memory (no thread-pool job) and read again once
+    file_cache_valid (1s by default) has passed: a deploy shows within a second."""
+    p = tree / "kept.txt"
+    p.write_bytes(b"version 1\n")
+    m0 = sl.metrics()
+    hits0 = m0.value("static_file_cache_total", result="hit") or 0
+    assert get(sl, "/static/kept.txt").body == b"version 1\n"
+    for _ in range(5):
+        assert get(sl, "/static/kept.txt").body == b"version 1\n"
+    assert sl.metrics().value("static_file_cache_total", result="hit") >= hits0 + 5
+    tmp = tree / "kept.tmp"
+    tmp.write_bytes(b"version 2\n")
+    os.rename(tmp, p)
+    time.sleep(1.2)
+    r = get(sl, "/static/kept.txt")
+    assert r.body == b"version 2\n"
+    # ranges and conditionals are decided from memory too
+    r2 = get(sl, "/static/kept.txt", {"Range": "bytes=0-6"})
+    assert r2.status == 206 and r2.body == b"version"
+    assert get(sl, "/static/kept.txt", {"If-None-Match": r.header("ETag")}).status == 304
+    # a deleted file is noticed when it is read again
+    p.unlink()
+    time.sleep(1.2)
+    assert get(sl, "/static/kept.txt").status == 404
+
+
+def test_file_cache_is_bounded(sl):
+    """A 20 KiB table keeps one 15 KiB file and no more: others are read per request and
+    counted as full; answers are right either way."""
+    before = sl.metrics().value("static_file_cache_total", result="full") or 0
+    for _ in range(2):
+        assert get(sl, "/tiny-cache/app.css").body == CSS
+        assert get(sl, "/tiny-cache/ten.txt").body == TEN
+    assert sl.metrics().value("static_file_cache_total", result="full") >= before + 1
 
 
 # ---- ranges ---------------------------------------------------------------------------

@@ -704,13 +704,16 @@ static void test_static_keys(void **state)
     assert_int_equal(st->max_age_ms, 0);
     assert_int_equal(st->dotfiles, 0);
     assert_int_equal(st->symlinks, 1);
+    assert_int_equal(st->file_cache, 16u << 20);
+    assert_int_equal(st->file_cache_valid_ms, 1000);
     assert_null(cfg->routes[0].service);
     sl_config_free(cfg);
 
     cfg = load_ok(SVC "routes:\n  - match: {path_prefix: /s/}\n"
                   "    static: {root: /tmp, index: home.htm, compress: [gzip], compress_min: 0,\n"
                   "             compress_max: 2m, immutable_pattern: \"assets/*\", max_age: 10m,\n"
-                  "             dotfiles: true, symlinks: false}\n"
+                  "             dotfiles: true, symlinks: false, file_cache: 0,\n"
+                  "             file_cache_valid: 250ms}\n"
                   "    rate_limits: [{key: ip, rate: 5/second}]\n"
                   "  - match: {path_prefix: /}\n    service: blog\n");
     st = &cfg->routes[0].stat;
@@ -722,6 +725,8 @@ static void test_static_keys(void **state)
     assert_int_equal(st->max_age_ms, 600000);
     assert_int_equal(st->dotfiles, 1);
     assert_int_equal(st->symlinks, 0);
+    assert_int_equal(st->file_cache, 0);
+    assert_int_equal(st->file_cache_valid_ms, 250);
     assert_int_equal(cfg->routes[0].nrate_limits, 1);
     assert_int_equal(cfg->routes[1].stat.enabled, 0);
     sl_config_free(cfg);
