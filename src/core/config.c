@@ -558,6 +558,7 @@ struct field {
     size_t count_offset; /* T_LIST/T_MAP: uint32_t count member */
     uint64_t min, max;
     const struct enum_name *names; /* T_ENUM, T_METHODS: ends with a NULL name */
+    const char *what;              /* T_METHODS: what one name is, for messages */
     const struct table *sub;       /* T_TABLE, T_LIST, T_MAP */
     value_parser_fn parse;         /* T_CUSTOM */
     string_check_fn check;         /* T_STRING, T_MAP keys */
@@ -598,7 +599,8 @@ struct table {
 #define FLD_ENUM(k, T, m, nm) \
     { .key = k, .type = T_ENUM, .offset = OFFSET_SIZED(T, m, sizeof(int)), .names = nm }
 #define FLD_METHODS(k, T, m, nm) \
-    { .key = k, .type = T_METHODS, .offset = OFFSET_SIZED(T, m, 4), .names = nm }
+    { .key = k, .type = T_METHODS, .offset = OFFSET_SIZED(T, m, 4), .names = nm, \
+      .what = "method", .min = 1 }
 /* A nested mapping; off is where its struct starts inside this one (0: the same struct). */
 #define FLD_TABLE(k, off, tbl, fl) \
     { .key = k, .type = T_TABLE, .flags = fl, .offset = off, .sub = tbl }
@@ -859,21 +861,25 @@ static void parse_enum(conf_ctx_t *c, const struct field *f, yaml_node_t *val, c
     memcpy(member(base, f->offset), &n->value, sizeof(int));
 }
 
+/* T_METHODS: a list of names from f->names, kept as a uint32_t of 1 << value bits.
+ * f->what names one item in messages ("method"); f->min is the fewest items (0 lets []
+ * mean none), MAX_METHODS the most. */
 static void parse_methods(conf_ctx_t *c, const struct field *f, yaml_node_t *val, const char *path,
                           void *base)
 {
     uint32_t bits = 0;
     size_t n, i = 0;
-    char list[160];
+    char list[160], what[40];
 
     if (!expect_type(c, val, YAML_SEQUENCE_NODE, path))
         return;
     n = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
-    if (n == 0 || n > MAX_METHODS) {
-        report_mark(c, val->start_mark, "%s: expected 1 to %d method names, got %zu", path,
-                    MAX_METHODS, n);
+    if (n < f->min || n > MAX_METHODS) {
+        report_mark(c, val->start_mark, "%s: expected %d to %d %s names, got %zu", path,
+                    (int)f->min, MAX_METHODS, f->what, n);
         return;
     }
+    snprintf(what, sizeof(what), "a %s name", f->what);
     for (yaml_node_item_t *it = val->data.sequence.items.start; it < val->data.sequence.items.top;
          it++, i++) {
         yaml_node_t *item = node_at(c, *it);
@@ -886,11 +892,11 @@ static void parse_methods(conf_ctx_t *c, const struct field *f, yaml_node_t *val
         if (item == NULL)
             continue;
         path_index(ipath, path, i);
-        if (!get_scalar(c, item, ipath, "a method name", &s, &len))
+        if (!get_scalar(c, item, ipath, what, &s, &len))
             continue;
         m = find_name(f->names, s, len);
         if (m == NULL) {
-            report_mark(c, item->start_mark, "%s: unknown method %s (expected %s)", ipath,
+            report_mark(c, item->start_mark, "%s: unknown %s %s (expected %s)", ipath, f->what,
                         quote(&q, s, len), name_list(list, sizeof(list), f->names));
             continue;
         }
@@ -2196,38 +2202,12 @@ static void parse_route_cache(conf_ctx_t *c, const struct field *f, yaml_node_t 
     parse_table(c, val, path, &route_cache_table, &r->cache, &c->key->start_mark);
 }
 
-/* compress: a list of coding names, kept as SL_COMPRESS_HAVE_* bits (uint32_t at offset). */
+/* compress: a list of coding names, kept as SL_COMPRESS_HAVE_* bits; [] is none. */
+static const struct enum_name coding_names[] = {
+    {"br", SL_COMPRESS_BR, true}, {"gzip", SL_COMPRESS_GZIP, true}, {NULL, 0, false}};
 #define FLD_CODINGS(k, T, m) \
-    { .key = k, .type = T_CUSTOM, .offset = OFFSET_SIZED(T, m, 4), .parse = parse_codings }
-static void parse_codings(conf_ctx_t *c, const struct field *f, yaml_node_t *val,
-                          const char *path, void *base)
-{
-    uint32_t bits = 0;
-    size_t i = 0;
-    if (!expect_type(c, val, YAML_SEQUENCE_NODE, path))
-        return;
-    for (yaml_node_item_t *it = val->data.sequence.items.start; it < val->data.sequence.items.top;
-         it++, i++) {
-        yaml_node_t *item = node_at(c, *it);
-        char ipath[PATH_LEN];
-        const char *s;
-        size_t len;
-        quoted_t q;
-        if (item == NULL)
-            continue;
-        path_index(ipath, path, i);
-        if (!get_scalar(c, item, ipath, "a coding name", &s, &len))
-            continue;
-        if (bytes_eq(s, len, "br"))
-            bits |= SL_COMPRESS_HAVE_BR;
-        else if (bytes_eq(s, len, "gzip"))
-            bits |= SL_COMPRESS_HAVE_GZIP;
-        else
-            report_mark(c, item->start_mark, "%s: unknown coding %s (expected br or gzip)",
-                        ipath, quote(&q, s, len));
-    }
-    memcpy(member(base, f->offset), &bits, sizeof(bits));
-}
+    { .key = k, .type = T_METHODS, .offset = OFFSET_SIZED(T, m, 4), .names = coding_names, \
+      .what = "coding", .min = 0 }
 
 static const char *check_index_name(const char *s, size_t len)
 {

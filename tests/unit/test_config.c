@@ -741,7 +741,7 @@ static void test_static_keys(void **state)
     expect_error("routes:\n  - match: {path_prefix: /}\n    static: {root: /etc/hostname}\n", 2, 5,
                  "routes[0].static.root: /etc/hostname: not a directory");
     expect_error("routes:\n  - match: {path_prefix: /}\n    static: {root: /tmp, compress: [gzip, zstd]}\n",
-                 3, 43, "routes[0].static.compress[1]: unknown coding \"zstd\" (expected br or gzip)");
+                 3, 43, "routes[0].static.compress[1]: unknown coding \"zstd\" (expected br, gzip)");
     expect_error("routes:\n  - match: {path_prefix: /}\n    static: {root: /tmp, index: a/b}\n", 3, 33,
                  "routes[0].static.index: \"a/b\" must be one file name (no '/', '\\', control "
                  "bytes, \".\" or \"..\")");
