@@ -1960,6 +1960,7 @@ static const struct field limits_fields[] = {
     FLD_SIZE("max_body_bytes", sl_limits_conf_t, max_body_bytes, 0, UINT64_MAX),
     FLD_DURATION("shutdown_timeout", sl_limits_conf_t, shutdown_timeout_ms, 0),
     FLD_UINT("rate_limit_keys", sl_limits_conf_t, rate_limit_keys, 0, 1000, 100000000),
+    FLD_UINT("h2_max_concurrent_streams", sl_limits_conf_t, h2_max_concurrent_streams, 0, 1, 10000),
 };
 static const struct table limits_table = {TABLE(limits_fields), .line_offset = NO_OFFSET};
 
@@ -2353,6 +2354,7 @@ static void config_defaults(sl_config_t *cfg)
     cfg->limits.max_body_bytes = 10 * 1024 * 1024;
     cfg->limits.shutdown_timeout_ms = 30000;
     cfg->limits.rate_limit_keys = 1000000;
+    cfg->limits.h2_max_concurrent_streams = 128;
     cfg->auth.algorithms = SL_ALG_HS256;
     cfg->auth.leeway_ms = 30000;
     cfg->redis.timeout_ms = 20;
