@@ -15,10 +15,12 @@
  * an abort (client RST_STREAM, connection gone), as on HTTP/1; the queued answer stays
  * with the stream, so the exchange can end before its last DATA frame is sent.
  *
- * Re-entrancy. nghttp2 forbids calling mem_send from inside its callbacks; a handler
- * answering synchronously from dispatch (inside mem_recv) only queues, and the frames go
- * out when mem_recv returns (in_ng). Handlers' drained callbacks run after mem_send
- * returns, never inside it.
+ * Re-entrancy. nghttp2 forbids calling mem_send from inside its callbacks, and mem_send
+ * may close streams (and so abort exchanges); so what handlers call (send, end, resume)
+ * only queues, and the frames go out from a uv_check handle after this loop iteration's
+ * I/O callbacks, never with a handler on the stack. That also batches the frames of many
+ * streams into one write. Reads, drains and timers (top-level callbacks) flush at once.
+ * Handlers' drained callbacks run after mem_send returns, never inside it.
  *
  * Flow control, inbound. The session does not auto-acknowledge DATA: bytes are consumed
  * (WINDOW_UPDATE) only once delivered to the handler, so a handler that pauses stops the
@@ -122,6 +124,8 @@ struct sl_h2 {
     uint8_t dead : 1, in_ng : 1, flushing : 1, again : 1, congested : 1, fatal : 1,
         goaway : 1, closing : 1;
     sl_buf_t *ob; /* output being filled */
+    uv_check_t check; /* runs the flush handlers asked for (see the top of the file) */
+    uint8_t has_check;
     /* Flood accounting for the current one-second window. */
     uint64_t win_ns;
     uint32_t resets, control, empty_data;
@@ -130,6 +134,27 @@ struct sl_h2 {
 };
 
 static void flush(sl_h2_t *s);
+
+static void on_check(uv_check_t *h)
+{
+    sl_h2_t *s = h->data;
+    uv_check_stop(h);
+    flush(s);
+}
+
+/* Flush soon, from a safe place: the check handle (or, in a fuzzer without a loop, the
+ * driver's next sl_h2_flush). */
+static void schedule(sl_h2_t *s)
+{
+    if (s->dead)
+        return;
+    if (s->flushing) {
+        s->again = 1;
+        return;
+    }
+    if (s->has_check && !uv_is_active((uv_handle_t *)&s->check))
+        uv_check_start(&s->check, on_check);
+}
 
 /* ---- queues ---- */
 
@@ -968,14 +993,14 @@ int sl_h2_send(sl_exchange_t *x, const uv_buf_t *bufs, unsigned n, sl_buf_t **ow
         /* A head we cannot translate (or no memory): the client sees the stream reset;
          * what the handler still sends is dropped. */
         rst(st, NGHTTP2_INTERNAL_ERROR);
-        flush(s);
+        schedule(s);
         return 0;
     }
     if (st->deferred && st->out.head) {
         st->deferred = 0;
         nghttp2_session_resume_data(s->ng, st->id);
     }
-    flush(s);
+    schedule(s);
     if (st->out.bytes > H2_OUT_HIGH) {
         st->congested = 1;
         return 1;
@@ -1013,7 +1038,7 @@ void sl_h2_end(sl_exchange_t *x)
         nghttp2_session_consume(s->ng, st->id, st->in.bytes);
         q_clear(&st->in);
     }
-    flush(s);
+    schedule(s);
 }
 
 void sl_h2_pause(sl_exchange_t *x)
@@ -1029,7 +1054,7 @@ void sl_h2_resume(sl_exchange_t *x)
         return;
     st->paused = 0;
     deliver(st->s, st);
-    flush(st->s); /* window updates for what was delivered */
+    schedule(st->s); /* window updates for what was delivered */
 }
 
 int sl_h2_live(const sl_conn_t *c, const sl_exchange_t *x, uint64_t id)
@@ -1126,7 +1151,17 @@ void sl_h2_start(sl_conn_t *c, const char *preread, size_t n)
         sl_conn_shutdown(c);
         return;
     }
+    sl_h2_t *s = c->h2;
+    uv_check_init(&c->w->loop, &s->check);
+    s->check.data = s;
+    s->has_check = 1;
     sl_h2_recv(c, preread, n);
+}
+
+void sl_h2_flush(sl_conn_t *c)
+{
+    if (c->h2)
+        flush(c->h2);
 }
 
 void sl_h2_recv(sl_conn_t *c, const char *p, size_t n)
@@ -1175,6 +1210,11 @@ void sl_h2_closed(sl_conn_t *c)
         stream_abort(st);
 }
 
+static void check_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 void sl_h2_free(sl_conn_t *c)
 {
     sl_h2_t *s = c->h2;
@@ -1185,7 +1225,10 @@ void sl_h2_free(sl_conn_t *c)
         stream_free(s, s->streams);
     nghttp2_session_del(s->ng);
     c->h2 = NULL;
-    free(s);
+    if (s->has_check)
+        uv_close((uv_handle_t *)&s->check, check_closed); /* frees s */
+    else
+        free(s);
 }
 
 void sl_h2_drain(sl_conn_t *c)

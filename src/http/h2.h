@@ -40,6 +40,10 @@ int sl_h2_session_new(sl_conn_t *c, const sl_h2_io_t *io);
  * keeps, it copies). May close the connection. */
 void sl_h2_recv(sl_conn_t *c, const char *p, size_t n);
 
+/* Send what handlers queued (sl_h2_start's sessions do it from a check handle after each
+ * loop iteration's I/O; a fuzzer driving a session without a loop calls this). */
+void sl_h2_flush(sl_conn_t *c);
+
 /* Free the session and every stream left (after sl_h2_closed; from the close callback). */
 void sl_h2_free(sl_conn_t *c);
 
