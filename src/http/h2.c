@@ -473,6 +473,17 @@ static int join_cookies(stream_t *st)
     return 0;
 }
 
+/* 1 when every byte of v is visible ASCII (no space, control or byte >= 0x80): what the
+ * HTTP/1 parser allows in a request target, so the request line the proxy writes from
+ * it is well formed whatever nghttp2's own checks let through. */
+static int visible_ascii(sl_slice_t v)
+{
+    for (size_t i = 0; i < v.len; i++)
+        if ((unsigned char)v.p[i] <= 0x20 || (unsigned char)v.p[i] >= 0x7f)
+            return 0;
+    return 1;
+}
+
 /* Fill x->req from the stream's head. 0, or -1 when it cannot be an HTTP/1-shaped request. */
 static int build_request(stream_t *st, sl_exchange_t *x)
 {
@@ -523,7 +534,8 @@ static int build_request(stream_t *st, sl_exchange_t *x)
     }
     if (!st->req_end && !(r->flags & SL_HF_CONTENT_LENGTH))
         r->flags |= SL_HF_CHUNKED; /* a body of unknown length: the proxy re-frames it */
-    if (!r->method.len || (!r->target.len && r->method_id != SL_M_CONNECT))
+    if (!r->method.len || (!r->target.len && r->method_id != SL_M_CONNECT) ||
+        !visible_ascii(r->target) || !visible_ascii(r->host) || memchr(r->target.p, '#', r->target.len))
         return -1;
     return 0;
 }

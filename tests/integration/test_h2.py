@@ -341,6 +341,19 @@ def test_too_large_header_list_gets_431(gw):
     assert response(c, 3)[0] == 200
 
 
+@pytest.mark.parametrize("path", [b"/caf\xc3\xa9", b"/a#frag"])
+def test_targets_http1_would_refuse_get_400(gw, path):
+    """The proxy writes an HTTP/1.1 request line from :path: bytes the HTTP/1 parser
+    refuses in a target are refused here too, before any upstream sees them."""
+    sl, _ = gw()
+    c = H2Sock(sl.port)
+    hb = hpack.Encoder().encode([(b":method", b"GET"), (b":scheme", b"http"), (b":path", path),
+                                 (b":authority", b"h")])
+    c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, hb))
+    status, _, body = response(c, 1)
+    assert status == 400 and b"bad request" in body
+
+
 def test_rapid_reset_flood_gets_enhance_your_calm(gw):
     sl, _ = gw()
     c = H2Sock(sl.port)
