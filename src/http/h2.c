@@ -107,7 +107,7 @@ struct stream {
     uint8_t too_big : 1, bad : 1, req_end : 1, paused : 1, in_deliver : 1;
     /* Answer side. */
     uint8_t head_done : 1, chunked : 1, bodyless : 1, ended : 1, deferred : 1, congested : 1,
-        want_drained : 1, submitted : 1, reset : 1;
+        want_drained : 1, submitted : 1, reset : 1, truncated : 1;
     char *rh; /* response head bytes until its end is seen */
     uint32_t rh_len;
     int64_t resp_left; /* Content-Length bytes still expected; -1 = not delimited by length */
@@ -848,7 +848,12 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
         s->again = 1;
     }
     if (!st->out.head) {
-        if (st->ended) {
+        if (st->ended && st->truncated && !n) {
+            /* What there was is out; now the reset that says it was not all. */
+            count(m_resets, RST_BY_SERVER);
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST_STREAM(INTERNAL_ERROR) */
+        }
+        if (st->ended && !st->truncated) {
             *flags |= NGHTTP2_DATA_FLAG_EOF;
             return (ssize_t)n;
         }
@@ -1034,10 +1039,17 @@ void sl_h2_end(sl_exchange_t *x)
     (void)c;
     if (st->reset) {
         /* Already reset (a failed send, a body over the limit). */
+    } else if (!complete && !st->submitted) {
+        rst(st, NGHTTP2_INTERNAL_ERROR); /* not even a head to give */
     } else if (!complete) {
-        /* Cut short (upstream died mid-answer, out of memory): the client must see an
-         * error, not a short but "complete" answer. */
-        rst(st, NGHTTP2_INTERNAL_ERROR);
+        /* Cut short (the upstream died mid-answer): the client gets what there was, as
+         * on HTTP/1.1, then RST_STREAM, never a short answer that looks complete. */
+        st->ended = 1;
+        st->truncated = 1;
+        if (st->deferred) {
+            st->deferred = 0;
+            nghttp2_session_resume_data(s->ng, st->id);
+        }
     } else {
         st->ended = 1;
         if (st->deferred) {
