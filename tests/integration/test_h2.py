@@ -437,3 +437,69 @@ def test_drain_on_sigterm_finishes_streams_then_goaway(gw):
     assert any(f[0] == DATA and f[2] == 1 and f[1] & END_STREAM for f in c.frames)
     assert not any(f[0] == RST_STREAM for f in c.frames)
     assert sl.proc.wait(10 * SLOW) == 0
+
+
+def test_stale_while_revalidate_refresh_from_an_h2_request(start_origin, start_sluice):
+    """The background refresh copies the request it started from: for a stream that copy
+    is made from the stream's fields (there is no HTTP/1 head in a read buffer)."""
+    o = start_origin()
+    sl = start_sluice(sluice_config(
+        services={"o": {"servers": [{"address": o.address}]}},
+        routes=[{"match": {"path_prefix": "/"}, "service": "o",
+                 "cache": {"stale_while_revalidate": "30s"}}]))
+    c = H2Sock(sl.port)
+    path = "/bytes/300?cache=1"
+    c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, block(get_headers(path))))
+    assert response(c, 1)[1].get("x-cache") == "MISS"
+    time.sleep(1.3)
+    c.send(frame(HEADERS, END_HEADERS | END_STREAM, 3, block(get_headers(path))))
+    status, hdrs, body = response(c, 3)
+    assert (status, hdrs.get("x-cache"), body) == (200, "STALE", pattern_bytes(0, 300))
+    deadline = time.monotonic() + 5 * SLOW
+    while (sl.metric("cache_background_refreshes_total", result="stored") or 0) < 1:
+        assert time.monotonic() < deadline, "no background refresh"
+        time.sleep(0.05)
+    c.send(frame(HEADERS, END_HEADERS | END_STREAM, 5, block(get_headers(path))))
+    assert response(c, 5)[1].get("x-cache") == "HIT"
+
+
+def test_body_over_the_limit_gets_413(gw):
+    sl, _ = gw(limits={"max_body_bytes": "10k"})
+    c = H2Sock(sl.port)
+    # Announced too large: refused before the handler.
+    c.send(frame(HEADERS, END_HEADERS, 1,
+                 block(get_headers("/echo", method="POST", extra=[("content-length", "20000")]))))
+    assert response(c, 1)[0] == 413
+    # Not announced, counted while it arrives.
+    c.send(frame(HEADERS, END_HEADERS, 3, block(get_headers("/echo", method="POST"))))
+    c.send(frame(DATA, 0, 3, b"x" * 8000) + frame(DATA, END_STREAM, 3, b"x" * 8000))
+    assert response(c, 3)[0] == 413
+
+
+def test_streams_beyond_the_limit_are_refused(gw):
+    sl, _ = gw(limits={"h2_max_concurrent_streams": 2})
+    c = H2Sock(sl.port)
+    c.until(lambda f: f[0] == SETTINGS and not f[1] & ACK)
+    c.send(frame(SETTINGS, ACK, 0))  # the limit applies once the client acknowledged it
+    enc = hpack.Encoder()
+    for sid in (1, 3, 5):
+        c.send(frame(HEADERS, END_HEADERS | END_STREAM, sid, enc.encode(get_headers("/sleep/300"))))
+    # nghttp2 treats exceeding an acknowledged limit as a connection error (RFC 9113
+    # §5.1.2 allows a stream error; it is stricter): the third stream is never served.
+    last, code = c.goaway()
+    assert (last, code) == (3, PROTOCOL_ERROR)
+    c.assert_closed()
+    assert not any(f[0] == HEADERS and f[2] == 5 for f in c.frames)
+
+
+def test_idle_session_gets_goaway_and_closes(gw):
+    sl, _ = gw(limits={"idle_timeout": "1s"})
+    c = H2Sock(sl.port)
+    c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, block(get_headers())))
+    assert response(c, 1)[0] == 200
+    t0 = time.monotonic()
+    last, code = c.goaway(timeout=5 * SLOW)
+    assert (last, code) == (1, NO_ERROR)
+    assert time.monotonic() - t0 > 0.5
+    c.assert_closed()
+    assert sl.metric("http2_goaway_sent_total", reason="idle") == 1
