@@ -617,8 +617,10 @@ int sl_server_run(sl_config_t *cfg)
     s->admin_cfg.on_done = NULL;
     s->admin_cfg.handler_size = 0;
     sl_metrics_collector(collect, s);
-    if (sl_h2_metrics_init())
+    if (sl_h2_metrics_init()) {
+        sl_log_error("cannot start: out of memory");
         return 1;
+    }
 
     /* Bind everything before starting anything. */
     s->workers = calloc((size_t)s->nworkers, sizeof(wctx_t));

@@ -799,6 +799,10 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
         return 0;
     (void)code;
     nghttp2_session_set_stream_user_data(ng, id, NULL);
+    /* Body bytes held for a paused handler were never consumed: give the connection
+     * window back, or every such reset would shrink it for good. */
+    if (st->in.bytes)
+        nghttp2_session_consume_connection(ng, st->in.bytes);
     stream_abort(st); /* still an exchange: the answer was not complete (reset, error) */
     stream_free(s, st);
     return 0;

@@ -413,6 +413,35 @@ static void test_client_reset_aborts(void **state)
     assert_false(sl_conn_live(g_c, x, xid));
 }
 
+/* Bytes held for a paused handler whose stream the client resets give the connection
+ * window back: without that, each such reset would shrink it for good. */
+static void test_reset_while_paused_returns_the_window(void **state)
+{
+    (void)state;
+    g_answer = answer_respond;
+    g_pause_body = 1;
+    nghttp2_nv nv[] = {NV(":method", "POST"), NV(":scheme", "http"), NV(":authority", "h"),
+                       NV(":path", "/up")};
+    for (int i = 0; i < 6; i++) { /* 6 x 256 KiB held and dropped > the 1 MiB window */
+        nghttp2_data_provider dp = {.read_callback = cli_read};
+        g_up_left = 300 * 1024;
+        int32_t id = nghttp2_submit_request(g_cli, NULL, nv, 4, &dp, NULL);
+        pump();
+        assert_int_equal(300 * 1024 - g_up_left, 256 * 1024);
+        nghttp2_submit_rst_stream(g_cli, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+        pump();
+    }
+    g_pause_body = 0;
+    nghttp2_data_provider dp = {.read_callback = cli_read};
+    g_up_left = 900 * 1024;
+    g_body_len = 0;
+    assert_true(nghttp2_submit_request(g_cli, NULL, nv, 4, &dp, NULL) > 0);
+    pump();
+    assert_int_equal(g_up_left, 0);
+    assert_int_equal(g_body_len, 900 * 1024);
+    assert_int_equal(g_status, 201);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -424,6 +453,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pause_holds_the_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_reset_aborts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_while_paused_returns_the_window, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
