@@ -595,8 +595,9 @@ static void deliver(sl_h2_t *s, stream_t *st)
         int pause = 0;
         x->bytes_in += n;
         if (s->c->cfg->max_body_bytes && x->bytes_in > s->c->cfg->max_body_bytes) {
+            size_t held = st->in.bytes; /* this chunk and any after it */
             q_clear(&st->in);
-            nghttp2_session_consume(s->ng, st->id, n);
+            nghttp2_session_consume(s->ng, st->id, held);
             st->in_deliver = 0;
             if (x->ops && x->ops->abort)
                 x->ops->abort(x);
