@@ -57,11 +57,19 @@
  * HTTP/1 too). */
 #define H2_MAX_RESP_HEAD (64 * 1024)
 
-enum { GA_SHUTDOWN, GA_IDLE, GA_PROTOCOL, GA_RAPID_RESET, GA_CONTROL_FLOOD, GA_EMPTY_DATA,
-       GA_HEADER_FLOOD, GA__COUNT };
-static const char *const ga_names[GA__COUNT] = {"shutdown",       "idle",         "protocol_error",
-                                               "rapid_reset",    "control_flood", "empty_data_flood",
-                                               "header_flood"};
+enum {
+    GA_SHUTDOWN,
+    GA_IDLE,
+    GA_PROTOCOL,
+    GA_RAPID_RESET,
+    GA_CONTROL_FLOOD,
+    GA_EMPTY_DATA,
+    GA_HEADER_FLOOD,
+    GA__COUNT
+};
+static const char *const ga_names[GA__COUNT] = {"shutdown",    "idle",          "protocol_error",
+                                                "rapid_reset", "control_flood", "empty_data_flood",
+                                                "header_flood"};
 enum { RST_BY_CLIENT, RST_BY_SERVER };
 
 static sl_counter_t *m_sessions, *m_streams, *m_goaway, *m_resets;
@@ -121,9 +129,9 @@ struct sl_h2 {
     const sl_h2_io_t *io;
     stream_t *streams;
     uint32_t nstreams;
-    uint8_t dead : 1, in_ng : 1, flushing : 1, again : 1, congested : 1, fatal : 1,
-        goaway : 1, closing : 1;
-    sl_buf_t *ob; /* output being filled */
+    uint8_t dead : 1, in_ng : 1, flushing : 1, again : 1, congested : 1, fatal : 1, goaway : 1,
+        closing : 1;
+    sl_buf_t *ob;     /* output being filled */
     uv_check_t check; /* runs the flush handlers asked for (see the top of the file) */
     uint8_t has_check;
     /* Flood accounting for the current one-second window. */
@@ -214,8 +222,8 @@ static size_t reset_label(uint64_t key, char *out, size_t cap, void *arg)
 int sl_h2_metrics_init(void)
 {
     m_sessions = sl_metrics_counter("http2_sessions_total", "HTTP/2 sessions started.", NULL, NULL);
-    m_streams = sl_metrics_counter("http2_streams_total", "HTTP/2 request streams opened.", NULL,
-                                   NULL);
+    m_streams =
+        sl_metrics_counter("http2_streams_total", "HTTP/2 request streams opened.", NULL, NULL);
     m_goaway = sl_metrics_counter("http2_goaway_sent_total",
                                   "GOAWAY frames sent, by reason (floods, drain, idle).",
                                   goaway_label, NULL);
@@ -535,7 +543,8 @@ static int build_request(stream_t *st, sl_exchange_t *x)
     if (!st->req_end && !(r->flags & SL_HF_CONTENT_LENGTH))
         r->flags |= SL_HF_CHUNKED; /* a body of unknown length: the proxy re-frames it */
     if (!r->method.len || (!r->target.len && r->method_id != SL_M_CONNECT) ||
-        !visible_ascii(r->target) || !visible_ascii(r->host) || memchr(r->target.p, '#', r->target.len))
+        !visible_ascii(r->target) || !visible_ascii(r->host) ||
+        memchr(r->target.p, '#', r->target.len))
         return -1;
     return 0;
 }
@@ -668,8 +677,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
 }
 
 static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name,
-                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-                     void *ud)
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
 {
     (void)flags;
     sl_h2_t *s = ud;
@@ -822,8 +830,7 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
         (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
         stream_t *st = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
         if (st && !st->req_end)
-            nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
-                                      NGHTTP2_NO_ERROR);
+            nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
     }
     return 0;
 }

@@ -16,8 +16,8 @@
 /* Where a session's bytes and its end go. sl_h2_start uses the connection's own
  * (sl_conn_write, sl_conn_shutdown); a fuzzer drives a session without a socket. */
 typedef struct sl_h2_io {
-    int (*write)(sl_conn_t *c, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned,
-                 unsigned nowned, void (*release)(void *arg), void *release_arg);
+    int (*write)(sl_conn_t *c, const uv_buf_t *bufs, unsigned n, sl_buf_t **owned, unsigned nowned,
+                 void (*release)(void *arg), void *release_arg);
     /* The session is over (GOAWAY sent, or fatal): close once the output is written. */
     void (*close)(sl_conn_t *c);
 } sl_h2_io_t;

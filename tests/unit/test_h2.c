@@ -126,21 +126,21 @@ static size_t g_rbody_len;
 static int g_stream_closed;
 static uint32_t g_stream_code;
 
-static int cli_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
-                      size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *ud)
+static int cli_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nl,
+                      const uint8_t *value, size_t vl, uint8_t flags, void *ud)
 {
     (void)s, (void)f, (void)flags, (void)ud;
     if (nl == 7 && memcmp(name, ":status", 7) == 0) {
         g_status = atoi((const char *)value);
         return 0;
     }
-    g_rh_len += (size_t)snprintf(g_rh + g_rh_len, sizeof(g_rh) - g_rh_len, "%.*s: %.*s\n",
-                                 (int)nl, name, (int)vl, value);
+    g_rh_len += (size_t)snprintf(g_rh + g_rh_len, sizeof(g_rh) - g_rh_len, "%.*s: %.*s\n", (int)nl,
+                                 name, (int)vl, value);
     return 0;
 }
 
-static int cli_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
-                    size_t len, void *ud)
+static int cli_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+                    void *ud)
 {
     (void)s, (void)flags, (void)id, (void)ud;
     g_rbody = realloc(g_rbody, g_rbody_len + len + 1);
@@ -187,8 +187,8 @@ static void pump(void)
 
 /* The client's request body: `left` bytes of 'b'. */
 static size_t g_up_left;
-static ssize_t cli_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
-                        uint32_t *flags, nghttp2_data_source *src, void *ud)
+static ssize_t cli_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                        nghttp2_data_source *src, void *ud)
 {
     (void)s, (void)id, (void)src, (void)ud;
     size_t n = len < g_up_left ? len : g_up_left;
@@ -206,12 +206,14 @@ static int setup(void **state)
     if (!once) {
         sl_bufpool_init(&g_w.bufs, 32 * 1024, 8);
         g_w.timers.loop = uv_default_loop();
-        g_w.date_len = (size_t)snprintf(g_w.date, sizeof(g_w.date),
-                                        "Date: Thu, 01 Jan 2026 00:00:00 GMT");
+        g_w.date_len =
+            (size_t)snprintf(g_w.date, sizeof(g_w.date), "Date: Thu, 01 Jan 2026 00:00:00 GMT");
         once = 1;
     }
-    g_cfg = (sl_conn_cfg_t){.handler = handler, .max_header_bytes = 8192,
-                            .max_body_bytes = 1 << 20, .h2_max_streams = 8};
+    g_cfg = (sl_conn_cfg_t){.handler = handler,
+                            .max_header_bytes = 8192,
+                            .max_body_bytes = 1 << 20,
+                            .h2_max_streams = 8};
     g_c = calloc(1, sizeof(*g_c));
     g_c->w = &g_w;
     g_c->cfg = &g_cfg;
@@ -253,11 +255,16 @@ static int teardown(void **state)
     return 0;
 }
 
-#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1, NGHTTP2_NV_FLAG_NONE}
+#define NV(n, v)                                                                                   \
+    {                                                                                              \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1, NGHTTP2_NV_FLAG_NONE         \
+    }
 
 static int32_t get(const char *path)
 {
-    nghttp2_nv nv[] = {NV(":method", "GET"), NV(":scheme", "http"), NV(":authority", "ex.org"),
+    nghttp2_nv nv[] = {NV(":method", "GET"),
+                       NV(":scheme", "http"),
+                       NV(":authority", "ex.org"),
                        {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), 0}};
     int32_t id = nghttp2_submit_request(g_cli, NULL, nv, 4, NULL, NULL);
     assert_true(id > 0);
@@ -335,9 +342,10 @@ static void test_request_built_from_stream(void **state)
 {
     (void)state;
     g_answer = answer_respond;
-    nghttp2_nv nv[] = {NV(":method", "POST"), NV(":scheme", "http"), NV(":authority", "ex.org:81"),
-                       NV(":path", "/p/q?x=1&y"), NV("cookie", "a=1"), NV("content-length", "7"),
-                       NV("cookie", "b=2")};
+    nghttp2_nv nv[] = {
+        NV(":method", "POST"),     NV(":scheme", "http"), NV(":authority", "ex.org:81"),
+        NV(":path", "/p/q?x=1&y"), NV("cookie", "a=1"),   NV("content-length", "7"),
+        NV("cookie", "b=2")};
     nghttp2_data_provider dp = {.read_callback = cli_read};
     g_up_left = 7;
     assert_true(nghttp2_submit_request(g_cli, NULL, nv, SL_ARRAY_LEN(nv), &dp, NULL) > 0);
@@ -368,7 +376,8 @@ static void test_body_without_length_is_chunked_upstream(void **state)
     pump();
     assert_int_equal(g_cl, -1);
     assert_true(g_flags & SL_HF_CHUNKED);
-    assert_int_equal(sl_http1_request_body(&(sl_http_request_t){.flags = g_flags}), SL_BODY_CHUNKED);
+    assert_int_equal(sl_http1_request_body(&(sl_http_request_t){.flags = g_flags}),
+                     SL_BODY_CHUNKED);
     assert_int_equal(g_body_len, 3);
 }
 
