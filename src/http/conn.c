@@ -953,6 +953,13 @@ static void expire(sl_timed_t *t)
 {
     sl_conn_t *c = (sl_conn_t *)((char *)t - offsetof(sl_conn_t, timed));
     if (c->state == ST_H2 && !c->closing) {
+        /* As on HTTP/1.1, a request with the handler is bounded by the upstream's
+         * timeouts, not the idle one; a client that stops reading our answer or sending
+         * its body is not waited for. */
+        if (c->pending_writes == 0 && sl_h2_busy(c)) {
+            set_deadline(c, c->cfg->idle_timeout_ms);
+            return;
+        }
         sl_h2_timeout(c); /* GOAWAY, then sl_conn_shutdown */
         if (c->state == ST_H2 && !c->closing)
             conn_close(c);

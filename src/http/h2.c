@@ -1282,6 +1282,17 @@ void sl_h2_drain(sl_conn_t *c)
     flush(s);
 }
 
+int sl_h2_busy(const sl_conn_t *c)
+{
+    const sl_h2_t *s = c->h2;
+    if (!s || s->dead)
+        return 0;
+    for (const stream_t *st = s->streams; st; st = st->next)
+        if (st->x && st->x->body_done)
+            return 1;
+    return 0;
+}
+
 void sl_h2_timeout(sl_conn_t *c)
 {
     sl_h2_t *s = c->h2;

@@ -62,7 +62,10 @@ void sl_h2_drained(sl_conn_t *c);
 void sl_h2_closed(sl_conn_t *c);
 /* Graceful drain: GOAWAY(NO_ERROR) now; the connection closes when its streams are done. */
 void sl_h2_drain(sl_conn_t *c);
-/* No traffic for idle_timeout: GOAWAY(NO_ERROR) and close. */
+/* 1 while a stream's whole request is with the handler (waiting on an upstream): the
+ * session is not idle then, however long no frame moves. */
+int sl_h2_busy(const sl_conn_t *c);
+/* No traffic for idle_timeout and not busy: GOAWAY(NO_ERROR) and close. */
 void sl_h2_timeout(sl_conn_t *c);
 
 /* Register the http2_* metric families (start-up, before workers run). 0 or SL_ENOMEM. */

@@ -495,7 +495,8 @@ def test_streams_beyond_the_limit_are_refused(gw):
 def test_idle_session_gets_goaway_and_closes(gw):
     sl, _ = gw(limits={"idle_timeout": "1s"})
     c = H2Sock(sl.port)
-    c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, block(get_headers())))
+    # A request waiting on its upstream longer than the idle timeout is not idleness.
+    c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, block(get_headers("/sleep/2500"))))
     assert response(c, 1)[0] == 200
     t0 = time.monotonic()
     last, code = c.goaway(timeout=5 * SLOW)
