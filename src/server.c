@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "http/conn.h"
+#include "http/h2.h"
 #include "ops/admin.h"
 #include "ops/alerts.h"
 #include "ops/autoscale.h"
@@ -615,12 +616,18 @@ int sl_server_run(sl_config_t *cfg)
         .idle_timeout_ms = cfg->limits.idle_timeout_ms,
         .max_header_bytes = cfg->limits.max_header_bytes,
         .max_body_bytes = cfg->limits.max_body_bytes,
+        .h2_max_streams = cfg->limits.h2_max_concurrent_streams,
     };
     s->admin_cfg = s->conn_cfg;
+    s->admin_cfg.h2_max_streams = 0; /* the admin API stays HTTP/1.1 */
     s->admin_cfg.handler = sl_admin_handle;
     s->admin_cfg.on_done = NULL;
     s->admin_cfg.handler_size = 0;
     sl_metrics_collector(collect, s);
+    if (sl_h2_metrics_init()) {
+        sl_log_error("cannot start: out of memory");
+        return 1;
+    }
     for (uint32_t j = 0; j < cfg->nlisten; j++) {
         if (cfg->listen_tls[j]) {
             sl_tls_metrics_init();

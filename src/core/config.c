@@ -1333,11 +1333,11 @@ static void parse_conf_file(conf_ctx_t *c, const struct field *f, yaml_node_t *v
       .offset = OFFSET_SIZED(T, m, sizeof(sl_conf_file_t)), .parse = parse_conf_file }
 // clang-format on
 
-/* h2 becomes supported when HTTP/2 is wired to the connection (tls.c, sl_tls_alpn_h2):
- * until then offering it would make clients speak a protocol nobody answers. */
+/* A connection whose ALPN chose h2 sends the HTTP/2 preface first: conn.c starts the h2
+ * session from it, as for h2c. */
 static const struct enum_name alpn_names[] = {
     {"http/1.1", SL_ALPN_HTTP11, true},
-    {"h2", SL_ALPN_H2, false},
+    {"h2", SL_ALPN_H2, true},
     {NULL, 0, false},
 };
 
@@ -1538,9 +1538,10 @@ static void parse_listen_tls(conf_ctx_t *c, const struct field *f, yaml_node_t *
         report_mark(c, val->start_mark, "%s: needs cert and key, or certificates", path);
         return;
     }
-    if (t->nalpn == 0) {
-        t->alpn[0] = SL_ALPN_HTTP11;
-        t->nalpn = 1;
+    if (t->nalpn == 0) { /* h2 preferred, as browsers and CDNs expect of an edge */
+        t->alpn[0] = SL_ALPN_H2;
+        t->alpn[1] = SL_ALPN_HTTP11;
+        t->nalpn = 2;
     }
     for (uint32_t i = 0; i < t->ncerts; i++) {
         char cpath[PATH_LEN], lpath[PATH_LEN];
@@ -2285,6 +2286,7 @@ static const struct field limits_fields[] = {
     FLD_SIZE("max_body_bytes", sl_limits_conf_t, max_body_bytes, 0, UINT64_MAX),
     FLD_DURATION("shutdown_timeout", sl_limits_conf_t, shutdown_timeout_ms, 0),
     FLD_UINT("rate_limit_keys", sl_limits_conf_t, rate_limit_keys, 0, 1000, 100000000),
+    FLD_UINT("h2_max_concurrent_streams", sl_limits_conf_t, h2_max_concurrent_streams, 0, 1, 10000),
 };
 static const struct table limits_table = {TABLE(limits_fields), .line_offset = NO_OFFSET};
 
@@ -2678,6 +2680,7 @@ static void config_defaults(sl_config_t *cfg)
     cfg->limits.max_body_bytes = 10 * 1024 * 1024;
     cfg->limits.shutdown_timeout_ms = 30000;
     cfg->limits.rate_limit_keys = 1000000;
+    cfg->limits.h2_max_concurrent_streams = 128;
     cfg->auth.algorithms = SL_ALG_HS256;
     cfg->auth.leeway_ms = 30000;
     cfg->redis.timeout_ms = 20;

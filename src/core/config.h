@@ -285,6 +285,7 @@ typedef struct sl_limits_conf {
     uint64_t max_body_bytes;    /* default 10m; 0 = unlimited */
     uint64_t shutdown_timeout_ms; /* default 30s */
     uint64_t rate_limit_keys;     /* default 1000000: bound of the rate-limit table */
+    uint32_t h2_max_concurrent_streams; /* default 128: SETTINGS_MAX_CONCURRENT_STREAMS */
 } sl_limits_conf_t;
 
 typedef struct sl_config {

@@ -16,9 +16,11 @@
 
 #include "../core/hash.h"
 #include "../core/log.h"
+#include "h2.h"
 #include "tls.h"
 
-enum { ST_IDLE = 0, ST_HEAD, ST_ACTIVE, ST_TUNNEL, ST_LINGER, ST_CLOSED };
+/* ST_H2: an HTTP/2 session owns the connection's reads (h2.c); no exchange is c->x. */
+enum { ST_IDLE = 0, ST_HEAD, ST_ACTIVE, ST_TUNNEL, ST_LINGER, ST_CLOSED, ST_H2 };
 
 #define OUT_HIGH (64 * 1024) /* congested above this many unacknowledged bytes */
 #define OUT_LOW (16 * 1024)
@@ -86,6 +88,19 @@ static void exchange_put(sl_worker_t *w, sl_exchange_t *x)
     (void)w;
     free(x);
 #endif
+}
+
+sl_exchange_t *sl_conn_exchange_new(sl_conn_t *c)
+{
+    return exchange_get(c);
+}
+
+void sl_conn_exchange_free(sl_exchange_t *x)
+{
+    sl_conn_t *c = x->conn;
+    if (c->cfg->on_done)
+        c->cfg->on_done(x);
+    exchange_put(c->w, x);
 }
 
 void sl_conn_worker_free(sl_worker_t *w)
@@ -404,7 +419,7 @@ static void dispatch(sl_conn_t *c, int head_len)
     c->head_len = (uint32_t)head_len;
     c->rpos = (uint32_t)head_len;
     c->state = ST_ACTIVE;
-    c->requests++;
+    x->id = ++c->requests;
     x->start_ns = uv_hrtime();
     c->keepalive = (r->version == 11) ? !(r->flags & SL_HF_CONN_CLOSE)
                                       : !!(r->flags & SL_HF_CONN_KEEPALIVE);
@@ -513,6 +528,22 @@ static void process(sl_conn_t *c)
         if (c->tls && tls_pull(c) < 0)
             break;
         sl_buf_t *b = c->rbuf;
+        if (c->state == ST_H2) {
+            if (b && c->rpos < b->len) {
+                /* The session copies what it keeps, so the buffer goes back at once; it
+                 * is detached first because the session may close the connection. */
+                c->rbuf = NULL;
+                set_deadline(c, c->cfg->idle_timeout_ms);
+                sl_h2_recv(c, b->data + c->rpos, b->len - c->rpos);
+                c->rpos = 0;
+                sl_buf_put(&c->w->bufs, b);
+            }
+            /* TLS records already read but not yet decrypted (the read buffer was full):
+             * decrypt and pass them on now, as no read event will come for them. */
+            if (c->tls && c->state == ST_H2 && sl_tls_has_input(c->tls) && tls_pull(c) > 0)
+                continue;
+            break;
+        }
         if (c->state == ST_TUNNEL) {
             sl_exchange_t *x = c->x;
             while (x && c->rpos < b->len && !c->paused) {
@@ -549,6 +580,18 @@ static void process(sl_conn_t *c)
             b->len -= c->rpos;
             c->rpos = 0;
             c->scan = 0;
+        }
+        if (SL_UNLIKELY(c->requests == 0 && b->data[0] == 'P' && c->cfg->h2_max_streams)) {
+            /* h2c with prior knowledge: the client preface instead of a first request. */
+            int pf = sl_h2_preface(b->data, b->len);
+            if (pf == 0)
+                break; /* a prefix of it: wait for more */
+            if (pf > 0) {
+                c->rbuf = NULL;
+                sl_h2_start(c, b->data, b->len);
+                sl_buf_put(&c->w->bufs, b);
+                break;
+            }
         }
         if (c->state == ST_IDLE) {
             c->state = ST_HEAD;
@@ -591,6 +634,14 @@ static void update_reading(sl_conn_t *c)
         read_stop(c);
         return;
     }
+    if (c->state == ST_H2) {
+        /* paused: the session's output is congested; reading would only make more. */
+        if (c->paused)
+            read_stop(c);
+        else
+            read_start(c);
+        return;
+    }
     sl_buf_t *b = c->rbuf;
     if (b && b->len == b->size &&
         !(c->state == ST_ACTIVE && c->rpos == b->len && b->len > c->head_len) &&
@@ -630,8 +681,12 @@ static void write_cb(uv_write_t *req, int status)
         set_deadline(c, c->cfg->idle_timeout_ms); /* a slow reader must keep reading */
     if (c->congested && c->pending_bytes <= OUT_LOW) {
         c->congested = 0;
-        if (c->x && c->x->ops && c->x->ops->drained)
+        if (c->state == ST_H2) {
+            sl_h2_drained(c);
+            update_reading(c);
+        } else if (c->x && c->x->ops && c->x->ops->drained) {
             c->x->ops->drained(c->x);
+        }
     }
 }
 
@@ -661,6 +716,8 @@ int sl_conn_send_ref(sl_exchange_t *x, const uv_buf_t *bufs, unsigned n, sl_buf_
     if (total)
         x->response_started = 1;
     x->bytes_out += total;
+    if (SL_UNLIKELY(x->h2 != NULL))
+        return sl_h2_send(x, bufs, n, owned, nowned, release, release_arg);
     return sl_conn_write(x->conn, bufs, n, owned, nowned, release, release_arg);
 }
 
@@ -745,14 +802,72 @@ release:
     return 0;
 }
 
+/* Bounded appends for building answers without printf (which costs more than the whole
+ * rest of a rejected request). */
+typedef struct out {
+    char *p, *end;
+    int overflow;
+} out_t;
+
+static inline void out_put(out_t *o, const char *s, size_t n)
+{
+    if ((size_t)(o->end - o->p) < n) {
+        o->overflow = 1;
+        return;
+    }
+    memcpy(o->p, s, n);
+    o->p += n;
+}
+
+static inline void out_str(out_t *o, const char *s)
+{
+    out_put(o, s, strlen(s));
+}
+
+static inline void out_u64(out_t *o, uint64_t v)
+{
+    char tmp[24];
+    out_put(o, tmp, sl_u64_dec(tmp, v));
+}
+
+/* An HTTP/1.1 head for a stream's request (its fields live in the stream, not in a read
+ * buffer): into b, or 0 when it does not fit. */
+static size_t h2_head(const sl_exchange_t *from, sl_buf_t *b)
+{
+    const sl_http_request_t *r = &from->req;
+    out_t o = {b->data, b->data + b->size, 0};
+    int host = 0;
+    out_put(&o, r->method.p, r->method.len);
+    out_put(&o, " ", 1);
+    out_put(&o, r->target.p, r->target.len);
+    out_put(&o, " HTTP/1.1\r\n", 11);
+    for (unsigned i = 0; i < r->nheaders; i++) {
+        const sl_http_header_t *h = &r->headers[i];
+        host |= h->id == SL_H_HOST;
+        out_put(&o, h->name, h->name_len);
+        out_put(&o, ": ", 2);
+        out_put(&o, h->value, h->value_len);
+        out_put(&o, "\r\n", 2);
+    }
+    if (!host) {
+        out_put(&o, "Host: ", 6);
+        out_put(&o, r->host.p, r->host.len);
+        out_put(&o, "\r\n", 2);
+    }
+    out_put(&o, "\r\n", 2);
+    return o.overflow ? 0 : (size_t)(o.p - b->data);
+}
+
 sl_exchange_t *sl_conn_detached(sl_worker_t *w, const sl_conn_cfg_t *cfg, const sl_exchange_t *from)
 {
     const sl_conn_t *fc = from->conn;
-    if (!fc->rbuf || !fc->head_len)
+    if (!from->h2 && (!fc->rbuf || !fc->head_len))
         return NULL;
     sl_conn_t *c = calloc(1, sizeof(*c));
     sl_buf_t *b = c ? sl_buf_get(&w->bufs) : NULL;
-    if (!b || b->size < fc->head_len) {
+    if (b && from->h2)
+        b->len = (uint32_t)h2_head(from, b);
+    if (!b || (from->h2 ? b->len == 0 : b->size < fc->head_len)) {
         if (b)
             sl_buf_put(&w->bufs, b);
         free(c);
@@ -766,8 +881,10 @@ sl_exchange_t *sl_conn_detached(sl_worker_t *w, const sl_conn_cfg_t *cfg, const 
     memcpy(c->peer, fc->peer, sizeof(c->peer));
     c->peer_len = fc->peer_len;
     c->peer_hash = fc->peer_hash;
-    memcpy(b->data, fc->rbuf->data, fc->head_len);
-    b->len = fc->head_len;
+    if (!from->h2) {
+        memcpy(b->data, fc->rbuf->data, fc->head_len);
+        b->len = fc->head_len;
+    }
     sl_exchange_t *x = exchange_get(c);
     size_t scan = 0;
     if (!x || sl_http1_parse_request(b->data, b->len, b->size, &scan, &x->req) != (int)b->len) {
@@ -788,12 +905,18 @@ sl_exchange_t *sl_conn_detached(sl_worker_t *w, const sl_conn_cfg_t *cfg, const 
 
 int sl_conn_keepalive(const sl_exchange_t *x)
 {
+    if (x->h2)
+        return 1; /* a stream's end never ends the connection (GOAWAY does) */
     return x->conn->keepalive && !x->conn->w->draining;
 }
 
 void sl_conn_end(sl_exchange_t *x, int keepalive_ok)
 {
     sl_conn_t *c = x->conn;
+    if (SL_UNLIKELY(x->h2 != NULL)) {
+        sl_h2_end(x);
+        return;
+    }
     if (c->cfg->on_done)
         c->cfg->on_done(x);
     c->x = NULL;
@@ -827,34 +950,6 @@ void sl_conn_end(sl_exchange_t *x, int keepalive_ok)
     if (c->tls)
         sl_tls_trim(c->tls);
     process(c);
-}
-
-/* Bounded appends for building answers without printf (which costs more than the whole
- * rest of a rejected request). */
-typedef struct out {
-    char *p, *end;
-    int overflow;
-} out_t;
-
-static inline void out_put(out_t *o, const char *s, size_t n)
-{
-    if ((size_t)(o->end - o->p) < n) {
-        o->overflow = 1;
-        return;
-    }
-    memcpy(o->p, s, n);
-    o->p += n;
-}
-
-static inline void out_str(out_t *o, const char *s)
-{
-    out_put(o, s, strlen(s));
-}
-
-static inline void out_u64(out_t *o, uint64_t v)
-{
-    char tmp[24];
-    out_put(o, tmp, sl_u64_dec(tmp, v));
 }
 
 void sl_conn_respond(sl_exchange_t *x, int status, const char *ctype, const char *body,
@@ -913,12 +1008,20 @@ void sl_conn_error(sl_exchange_t *x, int status, const char *msg)
 
 void sl_conn_pause(sl_exchange_t *x)
 {
+    if (x->h2) {
+        sl_h2_pause(x);
+        return;
+    }
     x->conn->paused = 1;
 }
 
 void sl_conn_resume(sl_exchange_t *x)
 {
     sl_conn_t *c = x->conn;
+    if (x->h2) {
+        sl_h2_resume(x);
+        return;
+    }
     if (!c->paused)
         return;
     c->paused = 0;
@@ -928,6 +1031,12 @@ void sl_conn_resume(sl_exchange_t *x)
 void sl_conn_tunnel(sl_exchange_t *x)
 {
     sl_conn_t *c = x->conn;
+    if (x->h2) {
+        /* No 101 on a stream: h2.c reset it when it saw the head; the handler's bytes
+         * go nowhere until it ends the exchange. */
+        x->tunnel = 1;
+        return;
+    }
     c->state = ST_TUNNEL;
     x->tunnel = 1;
     c->keepalive = 0;
@@ -940,6 +1049,8 @@ void sl_conn_tunnel(sl_exchange_t *x)
 static void close_cb(uv_handle_t *h)
 {
     sl_conn_t *c = h->data;
+    if (c->h2)
+        sl_h2_free(c); /* here, not in conn_close: that may run inside nghttp2 */
     sl_tls_conn_free(c->tls);
     free(c);
 }
@@ -948,6 +1059,8 @@ static void conn_close(sl_conn_t *c)
 {
     if (c->state == ST_CLOSED)
         return;
+    if (c->h2)
+        sl_h2_closed(c);
     abort_exchange(c);
     c->state = ST_CLOSED;
     sl_timed_unlink(&c->timed);
@@ -1037,6 +1150,19 @@ static void finish_close(sl_conn_t *c)
 static void expire(sl_timed_t *t)
 {
     sl_conn_t *c = (sl_conn_t *)((char *)t - offsetof(sl_conn_t, timed));
+    if (c->state == ST_H2 && !c->closing) {
+        /* As on HTTP/1.1, a request with the handler is bounded by the upstream's
+         * timeouts, not the idle one; a client that stops reading our answer or sending
+         * its body is not waited for. */
+        if (c->pending_writes == 0 && sl_h2_busy(c)) {
+            set_deadline(c, c->cfg->idle_timeout_ms);
+            return;
+        }
+        sl_h2_timeout(c); /* GOAWAY, then sl_conn_shutdown */
+        if (c->state == ST_H2 && !c->closing)
+            conn_close(c);
+        return;
+    }
     if (c->state == ST_HEAD && !c->broken && !c->x->response_started && c->pending_writes == 0) {
         refuse(c, 408);
         return;
@@ -1094,12 +1220,42 @@ void sl_conn_drain_all(sl_worker_t *w)
     sl_conn_t *c = w->conns;
     while (c) {
         sl_conn_t *next = c->next;
-        if (c->state == ST_IDLE && c->pending_writes == 0)
+        if (c->state == ST_H2)
+            sl_h2_drain(c);
+        else if (c->state == ST_IDLE && c->pending_writes == 0)
             conn_close(c);
         else
             c->keepalive = 0;
         c = next;
     }
+}
+
+void sl_conn_shutdown(sl_conn_t *c)
+{
+    if (c->state == ST_CLOSED || c->closing)
+        return;
+    c->closing = 1;
+    /* The client may still be sending (a flood we refused): linger so that our last
+     * frames (GOAWAY) are not destroyed by the RST that unread bytes would cause. */
+    c->linger = !c->peer_eof;
+    read_stop(c);
+    if (c->pending_writes == 0)
+        finish_close(c);
+    else
+        set_deadline(c, LINGER_MS);
+}
+
+void sl_conn_bind_h2(sl_conn_t *c, sl_h2_t *s)
+{
+    c->h2 = s;
+    c->state = ST_H2;
+    c->paused = 0;
+    c->head_len = 0;
+    if (c->x) { /* an exchange begun for what turned out to be the preface */
+        exchange_put(c->w, c->x);
+        c->x = NULL;
+    }
+    set_deadline(c, c->cfg->idle_timeout_ms);
 }
 
 void sl_conn_close_all(sl_worker_t *w)

@@ -19,6 +19,7 @@ typedef struct sl_conn sl_conn_t;
 typedef struct sl_exchange sl_exchange_t;
 struct sl_tls_listener;
 struct sl_tls_conn;
+typedef struct sl_h2 sl_h2_t;
 
 /* Callbacks the handler installs in x->ops for an exchange it keeps open. */
 typedef struct sl_exchange_ops {
@@ -48,6 +49,8 @@ struct sl_exchange {
     int status;           /* status of the response (for logs and metrics) */
     int route;            /* set by the handler: route index, -1 = none */
     uint64_t reqid;       /* X-Request-Id the gateway generated (0 = the client's was kept) */
+    uint64_t id;          /* the connection's request number (see sl_conn_live) */
+    void *h2;             /* the HTTP/2 stream carrying it (h2.c), NULL on HTTP/1 */
     uint32_t response_started : 1;
     uint32_t body_done : 1;     /* request body fully received */
     uint32_t tunnel : 1;
@@ -72,6 +75,7 @@ typedef struct sl_conn_cfg {
     uint64_t max_header_bytes, max_body_bytes; /* 0 = unlimited body */
     int is_tls;                                /* X-Forwarded-Proto */
     struct sl_tls_listener *tls;               /* NULL: plain HTTP (http/tls.h) */
+    uint32_t h2_max_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS; 0 = no h2c on this listener */
 } sl_conn_cfg_t;
 
 struct sl_conn {
@@ -99,6 +103,7 @@ struct sl_conn {
     uint8_t peer_len;
     uint64_t peer_hash;          /* sl_hash_bytes(peer): per-client keys cost one hash per connection */
     struct sl_tls_conn *tls;     /* TLS session (cfg->tls set), or NULL */
+    sl_h2_t *h2;                 /* the HTTP/2 session once the connection became one */
 };
 
 /* Take a freshly accepted connection: tcp must be initialised on w->loop and accepted.
@@ -159,9 +164,32 @@ int sl_conn_keepalive(const sl_exchange_t *x);
 /* Close every idle connection of the worker and make the rest close after their
  * current response (graceful drain). */
 void sl_conn_drain_all(sl_worker_t *w);
+/* 1 while x, whose x->id was id when read, is still the connection's live exchange: for
+ * a handler that held x across an asynchronous decision and must not touch it if it
+ * ended meanwhile (x may be freed memory; it is compared, not read, until known live). */
+static inline int sl_conn_live(const sl_conn_t *c, const sl_exchange_t *x, uint64_t id);
 /* Close every connection now (end of the shutdown grace period). */
 void sl_conn_close_all(sl_worker_t *w);
 /* Release a worker's pooled exchanges (at exit). */
 void sl_conn_worker_free(sl_worker_t *w);
+
+/* ---- for transports layered on the connection (h2.c) ---- */
+
+/* A fresh exchange on c (fixed part cleared, x->conn set), or NULL when out of memory. */
+sl_exchange_t *sl_conn_exchange_new(sl_conn_t *c);
+/* Finish x without touching the connection: cfg->on_done, then back to the pool. */
+void sl_conn_exchange_free(sl_exchange_t *x);
+/* Stop reading and close once every pending write is out. */
+void sl_conn_shutdown(sl_conn_t *c);
+/* From now on c's reads go to the HTTP/2 session s (h2.c calls this). */
+void sl_conn_bind_h2(sl_conn_t *c, sl_h2_t *s);
+
+int sl_h2_live(const sl_conn_t *c, const sl_exchange_t *x, uint64_t id);
+static inline int sl_conn_live(const sl_conn_t *c, const sl_exchange_t *x, uint64_t id)
+{
+    if (SL_UNLIKELY(c->h2 != NULL))
+        return sl_h2_live(c, x, id);
+    return c->x == x && c->requests == id;
+}
 
 #endif

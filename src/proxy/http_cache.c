@@ -700,13 +700,13 @@ static void go_upstream(sl_exchange_t *x, int mode)
 static void go_upstream_resumed(sl_exchange_t *x, int mode)
 {
     sl_conn_t *c = x->conn;
-    uint64_t gen = c->requests;
+    uint64_t id = x->id;
     hc_x_t *s = HC(x);
     int held = s->held;
     s->held = 0;
     x->ops = NULL;
     go_upstream(x, mode);
-    if (held && c->x == x && c->requests == gen)
+    if (held && sl_conn_live(c, x, id))
         sl_conn_resume(x);
 }
 

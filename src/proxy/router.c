@@ -696,9 +696,9 @@ static void redis_decided(void *arg, int result)
     /* The proxy may answer at once (503: no server up) and so free x, or a pipelined
      * request may already reuse its memory: resume only the exchange we paused. */
     sl_conn_t *c = x->conn;
-    uint64_t gen = c->requests;
+    uint64_t id = x->id;
     forward(x, g, rs->rt);
-    if (c->x == x && c->requests == gen)
+    if (sl_conn_live(c, x, id))
         sl_conn_resume(x); /* the body was held while the decision was out */
 }
 

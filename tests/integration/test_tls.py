@@ -153,8 +153,9 @@ def test_tls11_refused(start_origin, start_sluice, one_cert):
 
 def test_alpn_http11_and_curl(start_origin, start_sluice, one_cert):
     origin = start_origin()
-    sl = start_tls(start_sluice, origin.address, {"cert": one_cert[0], "key": one_cert[1]})
-    # A client offering h2 first still gets http/1.1: h2 is not advertised by default.
+    sl = start_tls(start_sluice, origin.address, {"cert": one_cert[0], "key": one_cert[1],
+                                                  "alpn": ["http/1.1"]})
+    # Only http/1.1 configured: a client offering h2 first gets http/1.1.
     ctx = client_ctx(one_cert[0], alpn=["h2", "http/1.1"])
     with TlsConn(sl.port, ctx) as c:
         assert c.sock.selected_alpn_protocol() == "http/1.1"
@@ -167,6 +168,38 @@ def test_alpn_http11_and_curl(start_origin, start_sluice, one_cert):
     assert out.stdout == pattern_bytes(0, 26)
     err = out.stderr.decode(errors="replace")
     assert "ALPN" in err and "http/1.1" in err
+
+
+def test_http2_over_tls_with_curl_and_h2load(start_origin, start_sluice, one_cert):
+    """The default alpn offers h2 first: curl --http2 and h2load speak HTTP/2 over TLS
+    through the same handler (routing, proxy), and an http/1.1-only client still works."""
+    origin = start_origin()
+    sl = start_tls(start_sluice, origin.address, {"cert": one_cert[0], "key": one_cert[1]})
+    ctx = client_ctx(one_cert[0], alpn=["h2", "http/1.1"])
+    with TlsConn(sl.port, ctx) as c:
+        assert c.sock.selected_alpn_protocol() == "h2"
+    url = "https://sluice.test:%d/bytes/300000" % sl.port
+    out = subprocess.run(
+        ["curl", "-sS", "--http2", "--max-time", "20", "--cacert", str(one_cert[0]),
+         "--resolve", "sluice.test:%d:127.0.0.1" % sl.port, "-w", "%{http_version}", url],
+        capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    body, version = out.stdout[:-1], out.stdout[-1:]
+    assert version == b"2"
+    assert body == pattern_bytes(0, 300000)
+    out = subprocess.run(
+        ["curl", "-sS", "--http1.1", "--max-time", "10", "--cacert", str(one_cert[0]),
+         "--resolve", "sluice.test:%d:127.0.0.1" % sl.port, "-w", "%{http_version}",
+         "https://sluice.test:%d/bytes/26" % sl.port],
+        capture_output=True, timeout=30)
+    assert out.returncode == 0 and out.stdout == pattern_bytes(0, 26) + b"1.1"
+    h = subprocess.run(["h2load", "-n", "2000", "-c", "4", "-m", "16",
+                        "https://127.0.0.1:%d/bytes/100" % sl.port],
+                       capture_output=True, text=True, timeout=120)
+    assert h.returncode == 0, h.stdout + h.stderr
+    assert "2000 succeeded, 0 failed, 0 errored" in h.stdout, h.stdout
+    assert "Application protocol: h2" in h.stdout
+    assert metric(sl, "http2_sessions_total") >= 5
 
 
 # ---------------------------------------------------------------------------------------

@@ -186,8 +186,9 @@ static void test_config_good(void **state)
     assert_true(strstr(t->certs[0].cert.path, "/a.crt") != NULL);
     assert_true(strstr(t->certs[0].key.path, "/a.key") != NULL);
     assert_null(t->cert.path); /* folded into certs[0] */
-    assert_int_equal(t->nalpn, 1);
-    assert_int_equal(t->alpn[0], SL_ALPN_HTTP11);
+    assert_int_equal(t->nalpn, 2); /* default: h2 preferred, then http/1.1 */
+    assert_int_equal(t->alpn[0], SL_ALPN_H2);
+    assert_int_equal(t->alpn[1], SL_ALPN_HTTP11);
     sl_config_free(cfg);
 
     snprintf(y, sizeof(y),
@@ -220,8 +221,6 @@ static void test_config_bad(void **state)
                  "listen[0].tls.certificates: must not be empty");
     expect_error("listen:\n  - {address: 127.0.0.1:1, tls: {certificates: [{cert: x}]}}\n" SVC, 2,
                  49, "listen[0].tls.certificates[0]: missing required key \"key\"");
-    expect_error("listen:\n  - {address: 127.0.0.1:1, tls: {cert: x, key: y, alpn: [h2]}}\n" SVC, 2,
-                 58, "listen[0].tls.alpn[0]: h2 is not supported in this build yet");
     expect_error("listen:\n  - {address: 127.0.0.1:1, tls: {cert: x, key: y, alpn: [spdy]}}\n" SVC,
                  2, 58, "listen[0].tls.alpn[0]: unknown value \"spdy\" (expected http/1.1, h2)");
     expect_error("listen:\n  - {address: 127.0.0.1:1, tls: {cert: x, key: y, alpn: [http/1.1, "
@@ -323,8 +322,8 @@ static void handshake(sl_tls_listener_t *l, const char *sni, const char *want_cn
     const unsigned char *sel;
     unsigned len;
     SSL_get0_alpn_selected(cl, &sel, &len);
-    assert_int_equal(len, 8);
-    assert_memory_equal(sel, "http/1.1", 8); /* h2 not offered by the server */
+    assert_int_equal(len, 2);
+    assert_memory_equal(sel, "h2", 2); /* the default alpn prefers h2 */
     /* Application data both ways. */
     assert_int_equal(SSL_write(cl, "GET / HTTP/1.1\r\n", 16), 16);
     r = pump(cl, c_in, c_out, srv, out, sizeof(out));
