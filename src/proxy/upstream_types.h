@@ -28,6 +28,7 @@ enum sl_server_state {
 typedef struct sl_server {
     sl_server_conf_t conf;   /* own copy: servers added at run time have no config entry */
     uint32_t id;             /* global: index into every worker's keep-alive table */
+    uint32_t mid;            /* label id (service and address) in upstream metrics */
     uint32_t index;          /* slot in its pool */
     uint32_t state;          /* atomic: enum sl_server_state */
     uint32_t read_pool;      /* 1 when the server is in its service's read pool */
