@@ -1,9 +1,17 @@
-/* server.c - workers, listeners, accept, limits, signals, drain; see server.h.
+/* server.c - workers, listeners, accept, limits, signals, drain, reload; see server.h.
  *
  * Every worker owns one listening socket per `listen` address, all bound with
  * SO_REUSEPORT, so the kernel spreads new connections over the workers and no accept
  * lock or hand-off exists. Sockets are bound on the main thread before any worker
- * starts, so a port in use is a start-up error, not a silent half-start. */
+ * starts, so a port in use is a start-up error, not a silent half-start.
+ *
+ * Reload (nginx's generations, as threads of one process): workers come in generations,
+ * each serving one gateway (routes, services, limits) built from one configuration. A
+ * reload builds a new gateway on the control thread, starts a new generation on dup()s
+ * of the same listening sockets, then tells the old generation to stop accepting and
+ * drain. A socket is never closed while it has a connection queued, since each lives on
+ * in its dup; old workers see only the old gateway and new ones only the new, so nothing
+ * per request needs a lock. The old gateway is freed once its last worker has exited. */
 #include "server.h"
 
 #include <errno.h>
@@ -17,7 +25,12 @@
 #include <unistd.h>
 #include <dirent.h>
 
+#include <fcntl.h>
+#include <time.h>
+
+#include "core/config_diff.h"
 #include "core/cpus.h"
+#include "core/inherit.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "http/conn.h"
@@ -32,29 +45,63 @@
 #include "proxy/upstream.h"
 
 
+/* Listening sockets one worker accepts on: one per `listen` address, more when a reload
+ * to fewer workers gave it the sockets of several old ones (each socket must keep a
+ * holder, or connections queued on it would be reset). */
+#define WC_MAX_LISTEN (SL_CONF_MAX_LISTEN * 4)
+
+struct gen;
+
+#define NSIGNALS 3 /* SIGTERM, SIGINT: drain and exit; SIGHUP: reload */
+
 typedef struct wctx {
     sl_worker_t w;
     pthread_t thread;
     uv_async_t stop; /* signalled by the control thread: drain (or force) */
-    uv_tcp_t listeners[SL_CONF_MAX_LISTEN];
-    int fds[SL_CONF_MAX_LISTEN];
+    uv_tcp_t listeners[WC_MAX_LISTEN];
+    int fds[WC_MAX_LISTEN];
+    uint8_t lidx[WC_MAX_LISTEN]; /* which `listen` entry of its generation's config */
     uint32_t nlisten;
     int force;       /* atomic: close everything now */
     int exited;      /* drained: its loop is closing */
     int done;        /* atomic: the thread is about to return */
+    int started;     /* the thread was created (join it) */
+    int loop_ready;  /* worker_setup got as far as the loop */
+    uint32_t nopened; /* fds[0, nopened) belong to listener handles */
     uint64_t accepted, rejected;
+    sl_upstream_stats_t up_final; /* its upstream counters as it exited */
     struct server *srv;
+    struct gen *gen;
 } wctx_t;
 
-typedef struct server {
-    sl_config_t *cfg;
-    sl_gateway_t gw;
+/* One generation: a gateway and the workers serving it. Control thread owns it. */
+typedef struct gen {
+    uint64_t id;           /* sluice_config_generation: 1 at start, +1 per reload */
+    sl_gateway_t gw;       /* its configuration is gw.cfg */
+    sl_conn_cfg_t conn_cfg;
     int nworkers;
     wctx_t *workers;
+    int stopping;          /* told to drain */
+    int carried;           /* services whose state a reload carried over */
+    uv_timer_t grace;      /* shutdown_timeout of a drain after a reload */
+    struct gen *next;      /* older generations, still draining */
+    struct server *srv;
+} gen_t;
+
+/* Totals of generations that are gone, so counters summed over workers never go back. */
+typedef struct retired {
+    uint64_t accepted, rejected, connects, reused, cerr;
+} retired_t;
+
+typedef struct server {
+    gen_t *cur;            /* serving; cur->next... drain */
+    retired_t retired;
+    uint8_t index_used[SL_MAX_THREADS]; /* thread slots (sl_thread_index) in use */
+    uint64_t reloads_ok, reloads_failed, last_reload_ok_unix;
     sl_worker_t control;
     uv_tcp_t admin;
     int admin_open;
-    uv_signal_t sig[3];
+    uv_signal_t sig[NSIGNALS];
     uv_async_t worker_exit, log_wake;
     uv_timer_t grace;
     sl_conn_cfg_t conn_cfg, admin_cfg;
@@ -65,6 +112,7 @@ typedef struct server {
     sl_health_t *health;
     sl_discovery_t *discovery;
     uint64_t start_time;
+    char *pid_file;        /* written at start (the first configuration's), or NULL */
     sl_sampler_t *sampler;
     sl_alerts_t *alerts;
     sl_autoscale_t *autoscale;
@@ -72,6 +120,9 @@ typedef struct server {
 } server_t;
 
 /* ---- sockets ---- */
+
+/* Sockets inherited from the process this one replaces (binary upgrade), by address. */
+static sl_inherit_t inherited;
 
 static int bind_socket(const sl_addr_t *a, int reuseport)
 {
@@ -93,16 +144,25 @@ static int bind_socket(const sl_addr_t *a, int reuseport)
     return fd;
 }
 
+/* A listening socket for a: one inherited for that address if any is left, else a new
+ * one bound with SO_REUSEPORT. The fd, or a negative errno. */
+static int sl_listen_fd(const sl_addr_t *a)
+{
+    int fd = sl_inherit_take(&inherited, a->text);
+    return fd >= 0 ? fd : bind_socket(a, 1);
+}
+
 /* ---- workers ---- */
 
-static void worker_common_init(sl_worker_t *w, int index, server_t *s)
+static void worker_common_init(sl_worker_t *w, int index, server_t *s, gen_t *g)
 {
     memset(w, 0, sizeof(*w));
     w->index = index;
     w->server = s;
-    w->gw = &s->gw;
-    w->reqid_salt = (uint32_t)(uv_hrtime() ^ ((uint64_t)getpid() << 16) ^ (uint64_t)index);
-    uint64_t size = s->cfg->limits.max_header_bytes + 16 * 1024;
+    w->gw = &g->gw;
+    w->reqid_salt = (uint32_t)(uv_hrtime() ^ ((uint64_t)getpid() << 16) ^ (uint64_t)index ^
+                               (g->id << 40));
+    uint64_t size = g->gw.cfg->limits.max_header_bytes + 16 * 1024;
     sl_bufpool_init(&w->bufs, (uint32_t)size, 256);
     sl_worker_update_date(w);
 }
@@ -123,7 +183,7 @@ static void on_tick(sl_timers_t *ts)
             w->rl_redis = NULL;
         }
         sl_upstream_worker_close_idle(w);
-        sl_hcache_worker_close(wc->srv->gw.cache, w);
+        sl_hcache_worker_close(wc->gen->gw.cache, w);
         uv_close((uv_handle_t *)&wc->stop, NULL);
         sl_timers_stop(&w->timers);
     }
@@ -132,7 +192,7 @@ static void on_tick(sl_timers_t *ts)
 static void on_connection(uv_stream_t *ls, int status)
 {
     wctx_t *wc = ls->data;
-    server_t *s = wc->srv;
+    gen_t *g = wc->gen;
     if (status < 0)
         return;
     sl_conn_t *c = sl_conn_new(&wc->w);
@@ -142,17 +202,19 @@ static void on_connection(uv_stream_t *ls, int status)
         free(c);
         return;
     }
+    /* The limit counts this generation's connections: during a drain the old one's may
+     * add to them for a while (at most shutdown_timeout). */
     uint64_t total = 0;
-    for (int i = 0; i < s->nworkers; i++)
-        total += __atomic_load_n(&s->workers[i].w.nconns, __ATOMIC_RELAXED);
-    if (total >= s->cfg->limits.max_connections || wc->w.draining) {
+    for (int i = 0; i < g->nworkers; i++)
+        total += __atomic_load_n(&g->workers[i].w.nconns, __ATOMIC_RELAXED);
+    if (total >= g->gw.cfg->limits.max_connections || wc->w.draining) {
         wc->rejected++;
         c->tcp.data = c;
         uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
         return;
     }
     wc->accepted++;
-    sl_conn_start(c, &wc->w, &s->conn_cfg);
+    sl_conn_start(c, &wc->w, &g->conn_cfg);
 }
 
 static void stop_cb(uv_async_t *a)
@@ -176,6 +238,9 @@ static void *worker_main(void *arg)
     sl_worker_t *w = &wc->w;
     server_t *s = wc->srv;
     sl_thread_index = w->index;
+    char name[16];
+    snprintf(name, sizeof(name), "sluice-w%d", w->index);
+    pthread_setname_np(pthread_self(), name);
     if (sl_metrics_thread_init() == 0) {
         uv_run(&w->loop, UV_RUN_DEFAULT);
     } else {
@@ -185,6 +250,8 @@ static void *worker_main(void *arg)
     sl_accesslog_flush(&w->alog);
     free(w->alog.data);
     sl_conn_worker_free(w);
+    if (w->proxy)
+        wc->up_final = *sl_upstream_worker_stats(w);
     sl_upstream_worker_free(w);
     uv_loop_close(&w->loop);
     sl_bufpool_destroy(&w->bufs);
@@ -193,29 +260,32 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static int worker_setup(server_t *s, wctx_t *wc, int index)
+static int worker_setup(server_t *s, gen_t *g, wctx_t *wc, int index)
 {
     sl_worker_t *w = &wc->w;
-    worker_common_init(w, index, s);
+    worker_common_init(w, index, s, g);
     wc->srv = s;
+    wc->gen = g;
     int rc = uv_loop_init(&w->loop);
     if (rc)
         return rc;
+    wc->loop_ready = 1;
     sl_worker_update_date(w); /* the wall-clock offset needs the loop's time */
     if ((rc = sl_timers_init(&w->timers, &w->loop)))
         return rc;
     w->timers.data = w;
     w->timers.on_tick = on_tick;
-    if ((rc = sl_upstream_worker_init(w, &s->gw.up)))
+    const sl_config_t *cfg = g->gw.cfg;
+    if ((rc = sl_upstream_worker_init(w, &g->gw.up)))
         return rc;
     if ((rc = uv_async_init(&w->loop, &wc->stop, stop_cb)))
         return rc;
-    if ((rc = sl_hcache_worker_init(s->gw.cache, w)))
+    if ((rc = sl_hcache_worker_init(g->gw.cache, w)))
         return rc;
-    if (s->cfg->redis.enabled && s->gw.rl) {
-        w->rl_redis = sl_rl_redis_new(&w->loop, &s->cfg->redis.addr, s->cfg->redis.timeout_ms,
-                                      s->cfg->redis.key_prefix ? s->cfg->redis.key_prefix
-                                                               : "sluice:");
+    if (cfg->redis.enabled && g->gw.rl) {
+        w->rl_redis = sl_rl_redis_new(&w->loop, &cfg->redis.addr, cfg->redis.timeout_ms,
+                                      cfg->redis.key_prefix ? cfg->redis.key_prefix
+                                                            : "sluice:");
         if (!w->rl_redis)
             return UV_ENOMEM;
     }
@@ -225,6 +295,7 @@ static int worker_setup(server_t *s, wctx_t *wc, int index)
         wc->listeners[i].data = wc;
         if ((rc = uv_tcp_open(&wc->listeners[i], wc->fds[i])))
             return rc;
+        wc->nopened = i + 1;
         if ((rc = uv_listen((uv_stream_t *)&wc->listeners[i], 4096, on_connection)))
             return rc;
     }
@@ -244,25 +315,84 @@ static void wake_logger(void *arg)
     uv_async_send(arg);
 }
 
-static void control_close(server_t *s)
+/* The lowest free thread slot (sl_thread_index) of 1..SL_MAX_THREADS-1, or -1. A slot is
+ * free again once its thread is joined: the next thread on it adds to the same per-thread
+ * metric storage, so totals neither drop nor count twice. */
+static int index_take(server_t *s)
 {
+    for (int i = 1; i < SL_MAX_THREADS; i++)
+        if (!s->index_used[i]) {
+            s->index_used[i] = 1;
+            return i;
+        }
+    return -1;
+}
+
+/* The control-thread services that read the gateway: health checks, discovery,
+ * autoscale, samples and alerts. Started on s->cur; stopped before a swap. */
+static int ops_start(server_t *s)
+{
+    sl_worker_t *ctl = &s->control;
+    sl_gateway_t *gw = &s->cur->gw;
+    s->alerts = sl_alerts_new(&ctl->loop, gw->cfg, gw, gw->cfg->admin_listen.text);
+    uint8_t *track = calloc(gw->nroutes + 1, 1);
+    if (s->alerts && track)
+        sl_alerts_tracked_routes(s->alerts, track, gw->nroutes);
+    s->sampler = track ? sl_sampler_new(gw, s->cur->nworkers, track) : NULL;
+    free(track);
+    if (!s->alerts || !s->sampler) {
+        sl_log_error("out of memory for alerts");
+        return SL_ENOMEM;
+    }
+    ctl->sampler = s->sampler;
+    ctl->alerts = s->alerts;
+    ctl->nworkers = s->cur->nworkers;
+    sl_metrics_collector(sl_alerts_collect, s->alerts);
+    s->health = sl_health_start(&ctl->loop, &gw->up);
+    int aerr = 0;
+    s->autoscale = sl_autoscale_start(&ctl->loop, gw, s->cur->nworkers, &aerr);
+    if (aerr) {
+        sl_log_error("out of memory for autoscale");
+        return SL_ENOMEM;
+    }
+    ctl->autoscale = s->autoscale;
+    if (s->autoscale)
+        sl_metrics_collector(sl_autoscale_collect, s->autoscale);
+    s->discovery = sl_discovery_start(&ctl->loop, &gw->up);
+    return 0;
+}
+
+static void ops_stop(server_t *s)
+{
+    if (s->autoscale)
+        sl_metrics_collector_remove(sl_autoscale_collect, s->autoscale);
     sl_autoscale_stop(s->autoscale); /* the instances go once the last request is done */
     s->autoscale = NULL;
     s->control.autoscale = NULL;
-    uv_close((uv_handle_t *)&s->observe, NULL);
+    if (s->alerts)
+        sl_metrics_collector_remove(sl_alerts_collect, s->alerts);
     sl_alerts_close(s->alerts);
     s->alerts = NULL;
     s->control.alerts = NULL;
+    sl_sampler_free(s->sampler);
+    s->sampler = NULL;
+    s->control.sampler = NULL;
     sl_health_stop(s->health);
     s->health = NULL;
     sl_discovery_stop(s->discovery);
     s->discovery = NULL;
+}
+
+static void control_close(server_t *s)
+{
+    ops_stop(s);
+    uv_close((uv_handle_t *)&s->observe, NULL);
     if (s->admin_open)
         uv_close((uv_handle_t *)&s->admin, NULL);
     s->admin_open = 0;
     sl_conn_close_all(&s->control);
-    sl_hcache_worker_close(s->gw.cache, &s->control);
-    for (int i = 0; i < 3; i++)
+    sl_hcache_worker_close(s->cur->gw.cache, &s->control);
+    for (int i = 0; i < NSIGNALS; i++)
         uv_close((uv_handle_t *)&s->sig[i], NULL);
     uv_close((uv_handle_t *)&s->worker_exit, NULL);
     uv_close((uv_handle_t *)&s->log_wake, NULL);
@@ -271,35 +401,94 @@ static void control_close(server_t *s)
     sl_timers_stop(&s->control.timers);
 }
 
+/* Signal every worker of g that has not exited yet to look at its stop state. */
+static void signal_workers(server_t *s, gen_t *g)
+{
+    pthread_mutex_lock(&s->stop_mu);
+    for (int i = 0; i < g->nworkers; i++)
+        if (!g->workers[i].exited && g->workers[i].started)
+            uv_async_send(&g->workers[i].stop);
+    pthread_mutex_unlock(&s->stop_mu);
+}
+
+static void force_gen(server_t *s, gen_t *g)
+{
+    for (int i = 0; i < g->nworkers; i++)
+        __atomic_store_n(&g->workers[i].force, 1, __ATOMIC_RELEASE);
+    signal_workers(s, g);
+}
+
+static void gen_grace_cb(uv_timer_t *t)
+{
+    gen_t *g = t->data;
+    sl_log_warn("generation %llu: shutdown_timeout reached: closing its remaining connections",
+                (unsigned long long)g->id);
+    force_gen(g->srv, g);
+}
+
+static void gen_free_cb(uv_handle_t *h)
+{
+    gen_t *g = h->data;
+    free(g->workers);
+    free(g);
+}
+
+/* g's threads have all returned: join them, give back their thread slots, keep their
+ * counters, free its gateway (what a reload carried over lives on in the newer one). */
+static void gen_free(server_t *s, gen_t *g)
+{
+    for (int i = 0; i < g->nworkers; i++) {
+        wctx_t *wc = &g->workers[i];
+        if (wc->started)
+            pthread_join(wc->thread, NULL);
+        s->retired.accepted += wc->accepted;
+        s->retired.rejected += wc->rejected;
+        s->retired.connects += wc->up_final.connects;
+        s->retired.reused += wc->up_final.reused;
+        s->retired.cerr += wc->up_final.connect_errors;
+        if (wc->w.index > 0)
+            s->index_used[wc->w.index] = 0;
+    }
+    sl_gateway_free(&g->gw);
+    g->grace.data = g;
+    uv_close((uv_handle_t *)&g->grace, gen_free_cb);
+}
+
+static int gen_done(const gen_t *g)
+{
+    for (int i = 0; i < g->nworkers; i++)
+        if (g->workers[i].started && !__atomic_load_n(&g->workers[i].done, __ATOMIC_ACQUIRE))
+            return 0;
+    return 1;
+}
+
 static void worker_exit_cb(uv_async_t *a)
 {
     server_t *s = a->data;
-    int n = 0;
-    for (int i = 0; i < s->nworkers; i++)
-        n += __atomic_load_n(&s->workers[i].done, __ATOMIC_ACQUIRE) ? 1 : 0;
-    if (n == s->nworkers) {
+    /* Old generations that finished draining. */
+    for (gen_t **pp = &s->cur->next; *pp;) {
+        gen_t *g = *pp;
+        if (gen_done(g)) {
+            *pp = g->next;
+            sl_log_info("generation %llu drained; its workers have exited",
+                        (unsigned long long)g->id);
+            gen_free(s, g);
+        } else {
+            pp = &g->next;
+        }
+    }
+    if (s->stopping && !s->cur->next && gen_done(s->cur)) {
         sl_log_info("all workers drained; exiting");
         control_close(s); /* the control loop ends; threads are joined after it */
     }
-}
-
-/* Signal every worker that has not exited yet to look at its stop state. */
-static void signal_workers(server_t *s)
-{
-    pthread_mutex_lock(&s->stop_mu);
-    for (int i = 0; i < s->nworkers; i++)
-        if (!s->workers[i].exited)
-            uv_async_send(&s->workers[i].stop);
-    pthread_mutex_unlock(&s->stop_mu);
 }
 
 static void grace_cb(uv_timer_t *t)
 {
     server_t *s = t->data;
     sl_log_warn("shutdown_timeout reached: closing remaining connections");
-    for (int i = 0; i < s->nworkers; i++)
-        __atomic_store_n(&s->workers[i].force, 1, __ATOMIC_RELEASE);
-    signal_workers(s);
+    for (gen_t *g = s->cur; g; g = g->next)
+        force_gen(s, g);
 }
 
 static void begin_stop(server_t *s)
@@ -308,22 +497,336 @@ static void begin_stop(server_t *s)
         return;
     s->stopping = 1;
     sl_log_info("stopping: draining connections (shutdown_timeout %llums)",
-                (unsigned long long)s->cfg->limits.shutdown_timeout_ms);
+                (unsigned long long)s->cur->gw.cfg->limits.shutdown_timeout_ms);
     if (s->admin_open) {
         uv_close((uv_handle_t *)&s->admin, NULL);
         s->admin_open = 0;
     }
-    signal_workers(s);
-    uv_timer_start(&s->grace, grace_cb, s->cfg->limits.shutdown_timeout_ms, 0);
+    for (gen_t *g = s->cur; g; g = g->next)
+        signal_workers(s, g);
+    uv_timer_start(&s->grace, grace_cb, s->cur->gw.cfg->limits.shutdown_timeout_ms, 0);
     uv_unref((uv_handle_t *)&s->grace);
+}
+
+/* ---- reload ---- */
+
+static void close_fd_list(int *fds, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
+/* Hand g's workers their listening sockets: for an address the running generation `prev`
+ * also listens on, dup()s of prev's sockets (every one of them finds a new holder, so none
+ * is closed with connections queued when prev's workers close theirs); for workers beyond
+ * those, and for new addresses, new sockets bound with SO_REUSEPORT beside them.
+ * 0, or a negative errno (everything given so far closed again). */
+static int gen_sockets(gen_t *g, const gen_t *prev)
+{
+    const sl_config_t *cfg = g->gw.cfg;
+    for (int i = 0; i < g->nworkers; i++)
+        g->workers[i].nlisten = 0;
+    for (uint32_t j = 0; j < cfg->nlisten; j++) {
+        int have = 0;
+        for (int k = 0; prev && k < prev->nworkers; k++) {
+            const wctx_t *ow = &prev->workers[k];
+            for (uint32_t l = 0; l < ow->nlisten; l++) {
+                if (strcmp(prev->gw.cfg->listen[ow->lidx[l]].text, cfg->listen[j].text) != 0)
+                    continue;
+                wctx_t *nw = &g->workers[have % g->nworkers];
+                if (nw->nlisten == WC_MAX_LISTEN)
+                    continue; /* bounded: that socket goes with its old holder */
+                int fd = fcntl(ow->fds[l], F_DUPFD_CLOEXEC, 0);
+                if (fd < 0)
+                    return -errno;
+                nw->fds[nw->nlisten] = fd;
+                nw->lidx[nw->nlisten++] = (uint8_t)j;
+                have++;
+            }
+        }
+        for (int i = have; i < g->nworkers; i++) {
+            wctx_t *nw = &g->workers[i];
+            int fd = sl_listen_fd(&cfg->listen[j]);
+            if (fd < 0) {
+                sl_log_error("listen %s: %s", cfg->listen[j].text, strerror(-fd));
+                return fd;
+            }
+            if (nw->nlisten == WC_MAX_LISTEN) {
+                close(fd);
+                return -EMFILE;
+            }
+            nw->fds[nw->nlisten] = fd;
+            nw->lidx[nw->nlisten++] = (uint8_t)j;
+        }
+    }
+    return 0;
+}
+
+static void close_any(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* Undo worker_setup on a worker whose thread never started (a reload that failed half
+ * way): its loop runs here, on the control thread, only to close its handles. */
+static void worker_abandon(gen_t *g, wctx_t *wc)
+{
+    sl_worker_t *w = &wc->w;
+    for (uint32_t i = wc->nopened; i < wc->nlisten; i++)
+        close(wc->fds[i]); /* not yet given to a handle */
+    if (!wc->loop_ready)
+        return;
+    sl_hcache_worker_close(g->gw.cache, w);
+    if (w->rl_redis)
+        sl_rl_redis_close(w->rl_redis);
+    w->rl_redis = NULL;
+    sl_timers_stop(&w->timers);
+    uv_walk(&w->loop, close_any, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    sl_conn_worker_free(w);
+    sl_upstream_worker_free(w);
+    uv_loop_close(&w->loop);
+    sl_bufpool_destroy(&w->bufs);
+}
+
+static uint32_t workers_for(const sl_config_t *cfg)
+{
+    int n = cfg->workers ? (int)cfg->workers : sl_cpu_count();
+    /* Two generations side by side during a drain each need their thread slots. */
+    int most = (SL_MAX_THREADS - 1) / 2;
+    return (uint32_t)(n > most ? most : n < 1 ? 1 : n);
+}
+
+static sl_conn_cfg_t conn_cfg_for(const sl_config_t *cfg)
+{
+    return (sl_conn_cfg_t){
+        .handler = sl_gateway_handle,
+        .on_done = sl_gateway_done,
+        .handler_size = sl_gateway_state_size(),
+        .header_timeout_ms = cfg->limits.header_timeout_ms,
+        .idle_timeout_ms = cfg->limits.idle_timeout_ms,
+        .max_header_bytes = cfg->limits.max_header_bytes,
+        .max_body_bytes = cfg->limits.max_body_bytes,
+    };
+}
+
+/* A generation for cfg (ownership passes, freed on failure), carrying over from prev's
+ * gateway what is unchanged. Its workers are not set up yet. NULL on failure (logged). */
+static gen_t *gen_new(server_t *s, sl_config_t *cfg, gen_t *prev)
+{
+    gen_t *g = calloc(1, sizeof(*g));
+    if (!g) {
+        sl_config_free(cfg);
+        return NULL;
+    }
+    g->srv = s;
+    g->id = prev ? prev->id + 1 : 1;
+    g->nworkers = (int)workers_for(cfg);
+    g->workers = calloc((size_t)g->nworkers, sizeof(wctx_t));
+    /* Every thread slot may serve this gateway (generations take different slots). */
+    int rc = g->workers ? sl_gateway_rebuild(&g->gw, cfg, SL_MAX_THREADS, prev ? &prev->gw : NULL)
+                        : SL_ENOMEM;
+    if (rc) {
+        sl_log_error("%s: %s", cfg->path, rc == SL_ENOMEM ? "out of memory" : "see above");
+        if (!g->gw.cfg)
+            sl_config_free(cfg); /* not taken by the gateway */
+        sl_gateway_free(&g->gw);
+        free(g->workers);
+        free(g);
+        return NULL;
+    }
+    if (prev)
+        g->carried = sl_upstreams_carry(&g->gw.up, &prev->gw.up);
+    g->conn_cfg = conn_cfg_for(cfg);
+    if (prev) /* at start the control loop comes after the first gateway */
+        uv_timer_init(&s->control.loop, &g->grace);
+    g->grace.data = g;
+    return g;
+}
+
+/* Set up g's workers (sockets already handed out) and start their threads.
+ * 0, or a libuv/SL code with nothing started (every worker abandoned). */
+static int gen_start(server_t *s, gen_t *g)
+{
+    int rc = 0, i;
+    for (i = 0; i < g->nworkers && !rc; i++) {
+        int index = index_take(s);
+        if (index < 0) {
+            sl_log_error("no free thread slot (%d in use): a previous generation is still "
+                         "draining", SL_MAX_THREADS - 1);
+            rc = SL_EINVAL;
+            break;
+        }
+        rc = worker_setup(s, g, &g->workers[i], index);
+        if (rc)
+            sl_log_error("worker %d: %s", index, rc < 0 && rc > -4096 ? uv_strerror(rc) : "failed");
+    }
+    if (!rc && sl_metrics_thread_init()) /* the control thread's slot of new families */
+        rc = SL_ENOMEM;
+    if (rc) {
+        for (int k = 0; k < g->nworkers; k++)
+            worker_abandon(g, &g->workers[k]);
+        return rc;
+    }
+    for (i = 0; i < g->nworkers; i++) {
+        wctx_t *wc = &g->workers[i];
+        if (pthread_create(&wc->thread, NULL, worker_main, wc)) {
+            /* The ones started serve; this one and the rest never will. */
+            sl_log_error("cannot start worker thread %d", wc->w.index);
+            for (int k = i; k < g->nworkers; k++)
+                worker_abandon(g, &g->workers[k]);
+            if (i == 0)
+                return SL_ENOMEM;
+            g->nworkers = i;
+            break;
+        }
+        wc->started = 1;
+    }
+    return 0;
+}
+
+/* Free a generation whose threads never ran (a failed reload). */
+static void gen_discard(server_t *s, gen_t *g)
+{
+    for (int i = 0; i < g->nworkers; i++)
+        if (g->workers[i].w.index > 0)
+            s->index_used[g->workers[i].w.index] = 0;
+    g->nworkers = 0;
+    gen_free(s, g);
+}
+
+static void log_config_errors(const char *path, const sl_config_errors_t *errs)
+{
+    for (int i = 0; i < errs->n; i++) {
+        const sl_config_error_t *e = &errs->e[i];
+        if (e->line)
+            sl_log_error("%s:%d:%d: %s", path, e->line, e->col, e->msg);
+        else
+            sl_log_error("%s: %s", path, e->msg);
+    }
+    if (errs->dropped)
+        sl_log_error("%s: %d more errors not shown", path, errs->dropped);
+}
+
+/* Keys only a restart changes: the running values go into next (logged as such). */
+static void keep_restart_keys(const sl_config_t *cur, sl_config_t *next)
+{
+    char which[200];
+    if (!sl_config_restart_keys(cur, next, which, sizeof(which)))
+        return;
+    sl_log_warn("reload: %s changed: needs a restart; the running value stays", which);
+    next->admin_listen = cur->admin_listen;
+    char **keep[][2] = {{&next->admin_token_env, (char **)&cur->admin_token_env},
+                        {&next->access_log, (char **)&cur->access_log},
+                        {&next->pid_file, (char **)&cur->pid_file}};
+    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+        free(*keep[i][0]);
+        *keep[i][0] = *keep[i][1] ? strdup(*keep[i][1]) : NULL;
+    }
+}
+
+static int uses_autoscale(const sl_config_t *cfg)
+{
+    for (uint32_t i = 0; i < cfg->nservices; i++)
+        if (cfg->services[i].autoscale.enabled)
+            return 1;
+    return 0;
+}
+
+static int64_t reload_failed(server_t *s, char *err, size_t cap, const char *msg)
+{
+    s->reloads_failed++;
+    snprintf(err, cap, "%s", msg);
+    sl_log_error("reload failed: %s; the running configuration (generation %llu) stays", msg,
+                 (unsigned long long)s->cur->id);
+    return SL_EINVAL;
+}
+
+int64_t sl_server_reload(void *server, const char *why, char *err, size_t cap)
+{
+    server_t *s = server;
+    char msg[300];
+    if (s->stopping)
+        return reload_failed(s, err, cap, "shutting down");
+    const sl_config_t *old = s->cur->gw.cfg;
+    sl_log_info("reload (%s): reading %s", why, old->path);
+    sl_config_errors_t *errs = calloc(1, sizeof(*errs));
+    if (!errs)
+        return reload_failed(s, err, cap, "out of memory");
+    sl_config_t *cfg = sl_config_load(old->path, errs);
+    if (!cfg) {
+        log_config_errors(old->path, errs);
+        snprintf(msg, sizeof(msg), "%d error%s in %s (see the log)", errs->n + errs->dropped,
+                 errs->n + errs->dropped == 1 ? "" : "s", old->path);
+        free(errs);
+        return reload_failed(s, err, cap, msg);
+    }
+    free(errs);
+    if (uses_autoscale(old) || uses_autoscale(cfg)) {
+        sl_config_free(cfg);
+        return reload_failed(s, err, cap,
+                             "services with autoscale: reloading would restart their instances; "
+                             "this needs a restart");
+    }
+    keep_restart_keys(old, cfg);
+    gen_t *prev = s->cur, *g = gen_new(s, cfg, prev);
+    if (!g)
+        return reload_failed(s, err, cap, "cannot build the new gateway (see the log)");
+    int rc = gen_sockets(g, prev);
+    if (rc == 0)
+        rc = gen_start(s, g);
+    else
+        for (int k = 0; k < g->nworkers; k++)
+            close_fd_list(g->workers[k].fds, g->workers[k].nlisten);
+    if (rc) {
+        gen_discard(s, g);
+        return reload_failed(s, err, cap, "cannot start the new workers (see the log)");
+    }
+    /* The new generation accepts now. Swap what the control thread serves with, then
+     * let the old generation go: it stops accepting and drains on its own gateway. */
+    sl_worker_t *ctl = &s->control;
+    ops_stop(s);
+    sl_gateway_unpublish(&prev->gw);
+    if (g->gw.cache != prev->gw.cache) {
+        sl_hcache_worker_close(prev->gw.cache, ctl);
+        if (sl_hcache_worker_init(g->gw.cache, ctl))
+            sl_log_error("cache: out of memory for purges on the control thread");
+    }
+    g->next = prev;
+    s->cur = g;
+    ctl->gw = &g->gw;
+    if (ops_start(s))
+        sl_log_error("reload: health checks, samples or alerts did not restart (out of memory)");
+    prev->stopping = 1;
+    signal_workers(s, prev);
+    uv_timer_start(&prev->grace, gen_grace_cb, prev->gw.cfg->limits.shutdown_timeout_ms, 0);
+    uv_unref((uv_handle_t *)&prev->grace);
+    s->reloads_ok++;
+    s->last_reload_ok_unix = (uint64_t)time(NULL);
+    sl_log_info("reload (%s): generation %llu serving with %d workers (%d of %u services "
+                "unchanged, state kept; cache %s; rate-limit table %s); generation %llu "
+                "drains",
+                why, (unsigned long long)g->id, g->nworkers, g->carried, g->gw.up.nservices,
+                !g->gw.cache ? "off" : g->gw.cache == prev->gw.cache ? "kept" : "new",
+                !g->gw.rl ? "off" : g->gw.rl == prev->gw.rl ? "kept" : "new",
+                (unsigned long long)prev->id);
+    return (int64_t)g->id;
+}
+
+static int64_t control_reload(sl_worker_t *ctl, const char *why, char *err, size_t cap)
+{
+    return sl_server_reload(ctl->server, why, err, cap);
 }
 
 static void signal_cb(uv_signal_t *h, int signum)
 {
     server_t *s = h->data;
     if (signum == SIGHUP) {
-        sl_log_warn("SIGHUP: configuration reload is not implemented in this build; "
-                    "the running configuration stays");
+        char err[300];
+        sl_server_reload(s, "SIGHUP", err, sizeof(err));
         return;
     }
     begin_stop(s);
@@ -349,8 +852,9 @@ static void observe_cb(uv_timer_t *t)
     server_t *s = t->data;
     uint64_t now = uv_now(t->loop), wall = sl_unix_ms();
     uint64_t conns = 0;
-    for (int i = 0; i < s->nworkers; i++)
-        conns += __atomic_load_n(&s->workers[i].w.nconns, __ATOMIC_RELAXED);
+    for (gen_t *g = s->cur; g; g = g->next)
+        for (int i = 0; i < g->nworkers; i++)
+            conns += __atomic_load_n(&g->workers[i].w.nconns, __ATOMIC_RELAXED);
     s->control.conns_active = conns;
     sl_sampler_take(s->sampler, now, wall);
     sl_alerts_eval(s->alerts, s->sampler, now, wall);
@@ -361,7 +865,7 @@ static void control_tick(sl_timers_t *ts)
     sl_worker_t *w = ts->data;
     server_t *s = w->server;
     sl_worker_update_date(w);
-    sl_upstreams_tick(&s->gw.up); /* finish drains whose last request ended */
+    sl_upstreams_tick(&s->cur->gw.up); /* finish drains whose last request ended */
 }
 
 /* ---- metrics the wiring owns ---- */
@@ -392,7 +896,8 @@ static void collect_host_pools(sl_textbuf_t *t, server_t *s)
                        "# TYPE host_memory_available_bytes gauge\n"
                        "host_memory_available_bytes %llu\n",
                        (unsigned long long)mt, (unsigned long long)ma);
-    const sl_upstreams_t *u = &s->gw.up;
+    const gen_t *g = s->cur;
+    const sl_upstreams_t *u = &g->gw.up;
     sl_text_printf(t, "# HELP upstream_pool_connections Upstream connections of the service: "
                       "busy (a request on it) or idle (kept for reuse).\n"
                       "# TYPE upstream_pool_connections gauge\n");
@@ -404,9 +909,9 @@ static void collect_host_pools(sl_textbuf_t *t, server_t *s)
             uint32_t n = pools[p]->slots ? sl_pool_size(pools[p]) : 0;
             for (uint32_t k = 0; k < n; k++) {
                 const sl_server_t *sv = &pools[p]->slots[k];
-                for (int w = 0; w < s->nworkers; w++)
-                    if (!s->workers[w].exited)
-                        idle += sl_upstream_worker_idle_server(&s->workers[w].w, sv->id);
+                for (int w = 0; w < g->nworkers; w++)
+                    if (!g->workers[w].exited)
+                        idle += sl_upstream_worker_idle_server(&g->workers[w].w, sv->id);
             }
         }
         sl_text_printf(t,
@@ -421,23 +926,37 @@ static void collect_host_pools(sl_textbuf_t *t, server_t *s)
         sl_text_printf(t, "upstream_pool_capacity{service=\"%s\"} %llu\n",
                        u->services[i].conf->name,
                        (unsigned long long)u->services[i].conf->keepalive *
-                           (unsigned long long)s->nworkers);
+                           (unsigned long long)g->nworkers);
+}
+
+static int ndraining(const server_t *s)
+{
+    int n = 0;
+    for (const gen_t *g = s->cur->next; g; g = g->next)
+        n++;
+    return n;
 }
 
 static void collect(sl_textbuf_t *t, void *arg)
 {
     server_t *s = arg;
     collect_host_pools(t, s);
-    uint64_t conns = 0, acc = 0, rej = 0, inflight = 0, idle = 0, bufs = 0, connects = 0,
-             reused = 0, cerr = 0;
-    for (int i = 0; i < s->nworkers; i++) {
-        wctx_t *wc = &s->workers[i];
+    uint64_t conns = 0, acc = s->retired.accepted, rej = s->retired.rejected, inflight = 0,
+             idle = 0, bufs = 0, connects = s->retired.connects, reused = s->retired.reused,
+             cerr = s->retired.cerr;
+    for (gen_t *g = s->cur; g; g = g->next)
+    for (int i = 0; i < g->nworkers; i++) {
+        wctx_t *wc = &g->workers[i];
         conns += __atomic_load_n(&wc->w.nconns, __ATOMIC_RELAXED);
         acc += __atomic_load_n(&wc->accepted, __ATOMIC_RELAXED);
         rej += __atomic_load_n(&wc->rejected, __ATOMIC_RELAXED);
         inflight += __atomic_load_n(&wc->w.inflight, __ATOMIC_RELAXED);
         bufs += __atomic_load_n(&wc->w.bufs.in_use, __ATOMIC_RELAXED);
-        if (wc->w.proxy && !wc->exited) {
+        if (__atomic_load_n(&wc->done, __ATOMIC_ACQUIRE)) {
+            connects += wc->up_final.connects;
+            reused += wc->up_final.reused;
+            cerr += wc->up_final.connect_errors;
+        } else if (wc->w.proxy && !wc->exited) {
             idle += sl_upstream_worker_idle(&wc->w);
             const sl_upstream_stats_t *st = sl_upstream_worker_stats(&wc->w);
             connects += st->connects;
@@ -478,11 +997,11 @@ static void collect(sl_textbuf_t *t, void *arg)
                    (unsigned long long)idle, (unsigned long long)connects,
                    (unsigned long long)reused, (unsigned long long)cerr,
                    (unsigned long long)bufs);
-    if (s->cfg->redis.enabled) {
+    if (s->cur->gw.cfg->redis.enabled) {
         sl_rl_redis_stats_t sum = {0};
-        for (int i = 0; i < s->nworkers; i++) {
-            const sl_rl_redis_t *r = s->workers[i].w.rl_redis;
-            if (!r || s->workers[i].exited)
+        for (int i = 0; i < s->cur->nworkers; i++) {
+            const sl_rl_redis_t *r = s->cur->workers[i].w.rl_redis;
+            if (!r || s->cur->workers[i].exited)
                 continue;
             const sl_rl_redis_stats_t *st = sl_rl_redis_stats(r);
             sum.calls += st->calls;
@@ -564,23 +1083,85 @@ static void collect(sl_textbuf_t *t, void *arg)
                    "sluice_build_info{version=\"%s\",workers=\"%d\"} 1\n",
                    cpu, rss_pages * sysconf(_SC_PAGESIZE), fds,
                    (unsigned long long)rl.rlim_cur, (unsigned long long)s->start_time,
-                   SL_VERSION, s->nworkers);
+                   SL_VERSION, s->cur->nworkers);
+    sl_text_printf(t,
+                   "# HELP sluice_reloads_total Configuration reloads (SIGHUP, sluice -s reload, "
+                   "POST /api/reload) by result; a failed one leaves the running "
+                   "configuration serving.\n# TYPE sluice_reloads_total counter\n"
+                   "sluice_reloads_total{result=\"ok\"} %llu\n"
+                   "sluice_reloads_total{result=\"failed\"} %llu\n"
+                   "# HELP sluice_config_generation Generation of the configuration serving now "
+                   "(1 at start, +1 per successful reload).\n"
+                   "# TYPE sluice_config_generation gauge\nsluice_config_generation %llu\n"
+                   "# HELP sluice_config_last_reload_success_timestamp_seconds When the "
+                   "configuration serving now was loaded (start or last successful reload).\n"
+                   "# TYPE sluice_config_last_reload_success_timestamp_seconds gauge\n"
+                   "sluice_config_last_reload_success_timestamp_seconds %llu\n"
+                   "# HELP sluice_generations_draining Worker generations still draining after "
+                   "a reload.\n# TYPE sluice_generations_draining gauge\n"
+                   "sluice_generations_draining %d\n"
+                   "# HELP sluice_metric_label_overflow_total Routes, limits or servers that "
+                   "found the label table full (1024 names per kind) and are counted as "
+                   "\"other\".\n# TYPE sluice_metric_label_overflow_total counter\n"
+                   "sluice_metric_label_overflow_total %llu\n",
+                   (unsigned long long)s->reloads_ok, (unsigned long long)s->reloads_failed,
+                   (unsigned long long)s->cur->id, (unsigned long long)s->last_reload_ok_unix,
+                   ndraining(s), (unsigned long long)sl_label_overflow);
 }
 
 /* ---- run ---- */
+
+static void pid_file_write(server_t *s, const char *path)
+{
+    if (!path)
+        return;
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    /* Written whole then renamed, so `sluice -s reload` never reads half a number. */
+    if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
+        sl_log_error("pid_file %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return;
+    }
+    s->pid_file = strdup(path); /* outlives the configurations */
+}
+
+/* Remove the pid file at exit, unless it names another process now (a binary upgrade's
+ * successor wrote its own). */
+static void pid_file_remove(server_t *s)
+{
+    if (!s->pid_file)
+        return;
+    FILE *f = fopen(s->pid_file, "r");
+    int pid = 0;
+    if (f) {
+        if (fscanf(f, "%d", &pid) != 1)
+            pid = 0;
+        fclose(f);
+    }
+    if (pid == (int)getpid())
+        unlink(s->pid_file);
+    free(s->pid_file);
+    s->pid_file = NULL;
+}
 
 int sl_server_run(sl_config_t *cfg)
 {
     server_t *s = calloc(1, sizeof(*s));
     if (!s)
         return 1;
-    s->cfg = cfg;
     s->start_time = (uint64_t)time(NULL);
+    s->last_reload_ok_unix = s->start_time;
     pthread_mutex_init(&s->stop_mu, NULL);
     signal(SIGPIPE, SIG_IGN);
-    s->nworkers = cfg->workers ? (int)cfg->workers : sl_cpu_count();
-    if (s->nworkers > SL_MAX_THREADS - 1)
-        s->nworkers = SL_MAX_THREADS - 1;
+    const char *inherit_env = getenv("SLUICE_INHERIT");
+    if (inherit_env && sl_inherit_parse(inherit_env, strlen(inherit_env), &inherited) != 0) {
+        sl_log_error("SLUICE_INHERIT: malformed (\"%s\"); binding every address anew",
+                     inherit_env);
+        memset(&inherited, 0, sizeof(inherited));
+    }
+    unsetenv("SLUICE_INHERIT"); /* not for the backends autoscale starts */
     /* Raise the descriptor limit toward the connection limit: two per proxied request. */
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -588,11 +1169,26 @@ int sl_server_run(sl_config_t *cfg)
         rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    int grc = sl_gateway_build(&s->gw, cfg, s->nworkers + 1);
-    if (grc) {
-        sl_log_error("cannot start: %s", grc == SL_ENOMEM ? "out of memory" : "see above");
+    /* Control thread: its loop serves the admin listener, signals and the log writer. */
+    sl_worker_t *ctl = &s->control;
+    memset(ctl, 0, sizeof(*ctl));
+    sl_thread_index = 0;
+    s->index_used[0] = 1;
+    gen_t *g = gen_new(s, cfg, NULL);
+    if (!g) {
+        sl_log_error("cannot start: see above");
         return 1;
     }
+    s->cur = g;
+    cfg = g->gw.cfg;
+    worker_common_init(ctl, 0, s, g);
+    uv_loop_init(&ctl->loop);
+    uv_timer_init(&ctl->loop, &g->grace);
+    ctl->reload = control_reload;
+    sl_worker_update_date(ctl);
+    sl_timers_init(&ctl->timers, &ctl->loop);
+    ctl->timers.data = ctl;
+    ctl->timers.on_tick = control_tick;
     if (cfg->access_log) {
         int rc = sl_accesslog_open(cfg->access_log);
         if (rc) {
@@ -600,55 +1196,27 @@ int sl_server_run(sl_config_t *cfg)
             return 1;
         }
     }
-    s->conn_cfg = (sl_conn_cfg_t){
-        .handler = sl_gateway_handle,
-        .on_done = sl_gateway_done,
-        .handler_size = sl_gateway_state_size(),
-        .header_timeout_ms = cfg->limits.header_timeout_ms,
-        .idle_timeout_ms = cfg->limits.idle_timeout_ms,
-        .max_header_bytes = cfg->limits.max_header_bytes,
-        .max_body_bytes = cfg->limits.max_body_bytes,
-    };
-    s->admin_cfg = s->conn_cfg;
+    s->admin_cfg = conn_cfg_for(cfg);
     s->admin_cfg.handler = sl_admin_handle;
     s->admin_cfg.on_done = NULL;
     s->admin_cfg.handler_size = 0;
     sl_metrics_collector(collect, s);
 
     /* Bind everything before starting anything. */
-    s->workers = calloc((size_t)s->nworkers, sizeof(wctx_t));
-    if (!s->workers)
+    if (gen_sockets(g, NULL) != 0)
         return 1;
-    for (int i = 0; i < s->nworkers; i++) {
-        wctx_t *wc = &s->workers[i];
-        wc->nlisten = cfg->nlisten;
-        for (uint32_t j = 0; j < cfg->nlisten; j++) {
-            int fd = bind_socket(&cfg->listen[j], 1);
-            if (fd < 0) {
-                sl_log_error("listen %s: %s", cfg->listen[j].text, strerror(-fd));
-                return 1;
-            }
-            wc->fds[j] = fd;
-        }
-    }
-    /* Control thread: its loop serves the admin listener, signals and the log writer. */
-    sl_worker_t *ctl = &s->control;
-    worker_common_init(ctl, 0, s);
-    sl_thread_index = 0;
-    uv_loop_init(&ctl->loop);
-    sl_worker_update_date(ctl);
-    sl_timers_init(&ctl->timers, &ctl->loop);
-    ctl->timers.data = ctl;
-    ctl->timers.on_tick = control_tick;
-    if (sl_hcache_worker_init(s->gw.cache, ctl)) { /* purges, and their broadcast */
+    if (sl_hcache_worker_init(g->gw.cache, ctl)) { /* purges, and their broadcast */
         sl_log_error("cache: out of memory");
         return 1;
     }
-    int afd = bind_socket(&cfg->admin_listen, 0);
+    int afd = sl_inherit_take(&inherited, cfg->admin_listen.text);
+    if (afd < 0)
+        afd = bind_socket(&cfg->admin_listen, 0);
     if (afd < 0) {
         sl_log_error("admin listen %s: %s", cfg->admin_listen.text, strerror(-afd));
         return 1;
     }
+    sl_inherit_close_rest(&inherited); /* addresses this configuration no longer has */
     uv_tcp_init(&ctl->loop, &s->admin);
     s->admin.data = s;
     if (uv_tcp_open(&s->admin, afd) ||
@@ -657,8 +1225,8 @@ int sl_server_run(sl_config_t *cfg)
         return 1;
     }
     s->admin_open = 1;
-    int signums[3] = {SIGTERM, SIGINT, SIGHUP};
-    for (int i = 0; i < 3; i++) {
+    int signums[NSIGNALS] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < NSIGNALS; i++) {
         uv_signal_init(&ctl->loop, &s->sig[i]);
         s->sig[i].data = s;
         uv_signal_start(&s->sig[i], signal_cb, signums[i]);
@@ -670,75 +1238,46 @@ int sl_server_run(sl_config_t *cfg)
     uv_timer_init(&ctl->loop, &s->grace);
     s->grace.data = s;
 
-    for (int i = 0; i < s->nworkers; i++) {
-        int rc = worker_setup(s, &s->workers[i], i + 1);
-        if (rc) {
-            sl_log_error("worker %d: %s", i + 1, uv_strerror(rc));
-            return 1;
-        }
-    }
     if (sl_metrics_thread_init()) {
         sl_log_error("out of memory for metrics");
         return 1;
     }
-    for (int i = 0; i < s->nworkers; i++) {
-        if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i])) {
-            sl_log_error("cannot start worker thread %d", i + 1);
-            return 1;
-        }
-    }
-    /* Samples and alerts: the rules say which routes need their own history. */
-    s->alerts = sl_alerts_new(&ctl->loop, cfg, &s->gw, cfg->admin_listen.text);
-    uint8_t *track = calloc(s->gw.nroutes + 1, 1);
-    if (s->alerts && track)
-        sl_alerts_tracked_routes(s->alerts, track, s->gw.nroutes);
-    s->sampler = track ? sl_sampler_new(&s->gw, s->nworkers, track) : NULL;
-    free(track);
-    if (!s->alerts || !s->sampler) {
-        sl_log_error("out of memory for alerts");
+    if (gen_start(s, g)) {
+        sl_log_error("cannot start the workers");
         return 1;
     }
-    ctl->sampler = s->sampler;
-    ctl->alerts = s->alerts;
-    ctl->nworkers = s->nworkers;
+    /* Samples and alerts: the rules say which routes need their own history. */
     ctl->start_unix_ms = sl_unix_ms();
-    sl_metrics_collector(sl_alerts_collect, s->alerts);
+    if (ops_start(s))
+        return 1;
     uv_timer_init(&ctl->loop, &s->observe);
     s->observe.data = s;
     uv_timer_start(&s->observe, observe_cb, 0, 1000);
-    s->health = sl_health_start(&ctl->loop, &s->gw.up);
-    int aerr = 0;
-    s->autoscale = sl_autoscale_start(&ctl->loop, &s->gw, s->nworkers, &aerr);
-    if (aerr) {
-        sl_log_error("out of memory for autoscale");
-        return 1;
-    }
-    ctl->autoscale = s->autoscale;
-    if (s->autoscale)
-        sl_metrics_collector(sl_autoscale_collect, s->autoscale);
-    s->discovery = sl_discovery_start(&ctl->loop, &s->gw.up);
+    pid_file_write(s, cfg->pid_file);
     char addrs[512] = "";
     size_t off = 0;
     for (uint32_t j = 0; j < cfg->nlisten && off < sizeof(addrs) - 70; j++)
         off += (size_t)snprintf(addrs + off, sizeof(addrs) - off, "%s%s", j ? ", " : "",
                                 cfg->listen[j].text);
     sl_log_info("sluice %s listening on %s with %d workers; admin on %s", SL_VERSION, addrs,
-                s->nworkers, cfg->admin_listen.text);
+                g->nworkers, cfg->admin_listen.text);
 
     uv_run(&ctl->loop, UV_RUN_DEFAULT);
 
-    for (int i = 0; i < s->nworkers; i++)
-        if (s->workers[i].thread)
-            pthread_join(s->workers[i].thread, NULL);
+    /* Every generation has drained (worker_exit_cb); join and free what is left. */
+    while (s->cur->next) {
+        gen_t *old = s->cur->next;
+        s->cur->next = old->next;
+        gen_free(s, old);
+    }
+    gen_free(s, s->cur);
     uv_run(&ctl->loop, UV_RUN_DEFAULT);
     sl_accesslog_drain();
     uv_loop_close(&ctl->loop);
     sl_conn_worker_free(ctl);
     sl_bufpool_destroy(&ctl->bufs);
     sl_metrics_reset();
-    sl_sampler_free(s->sampler);
-    sl_gateway_free(&s->gw);
-    free(s->workers);
+    pid_file_remove(s);
     free(s);
     return 0;
 }

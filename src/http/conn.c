@@ -891,7 +891,11 @@ void sl_conn_drain_all(sl_worker_t *w)
     sl_conn_t *c = w->conns;
     while (c) {
         sl_conn_t *next = c->next;
-        if (c->state == ST_IDLE && c->pending_writes == 0)
+        /* Idle between requests: close. A connection accepted a moment before the drain
+         * that has sent nothing yet is not idle, its request is on the way (a reload
+         * stops accepting while clients still connect): it gets that one answer, with
+         * Connection: close, or its header_timeout. */
+        if (c->state == ST_IDLE && c->pending_writes == 0 && c->requests > 0)
             conn_close(c);
         else
             c->keepalive = 0;
