@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "core/config.h"
 #include "core/log.h"
@@ -112,5 +113,19 @@ int main(int argc, char **argv)
         sl_config_free(cfg);
         return 0;
     }
+    /* The path of this binary, for a SIGUSR2 upgrade to run what is installed there then. */
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0 && (size_t)n < sizeof(exe) - 1) {
+        exe[n] = 0;
+        /* A binary replaced on disk shows as "PATH (deleted)": the path is what we want. */
+        const char *del = " (deleted)";
+        size_t dl = strlen(del);
+        if ((size_t)n > dl && strcmp(exe + n - dl, del) == 0)
+            exe[n - dl] = 0;
+    } else {
+        snprintf(exe, sizeof(exe), "%s", argv[0]);
+    }
+    sl_server_set_exec(exe, argv);
     return sl_server_run(cfg);
 }

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <dirent.h>
 
@@ -52,7 +53,8 @@
 
 struct gen;
 
-#define NSIGNALS 3 /* SIGTERM, SIGINT: drain and exit; SIGHUP: reload */
+#define NSIGNALS 4 /* SIGTERM, SIGINT: drain and exit; SIGHUP: reload; SIGUSR2: upgrade */
+#define UPGRADE_TIMEOUT_MS 60000 /* the new binary must be serving within this */
 
 typedef struct wctx {
     sl_worker_t w;
@@ -97,7 +99,7 @@ typedef struct server {
     gen_t *cur;            /* serving; cur->next... drain */
     retired_t retired;
     uint8_t index_used[SL_MAX_THREADS]; /* thread slots (sl_thread_index) in use */
-    uint64_t reloads_ok, reloads_failed, last_reload_ok_unix;
+    uint64_t reloads_ok, reloads_failed, last_reload_ok_unix, upgrades_failed;
     sl_worker_t control;
     uv_tcp_t admin;
     int admin_open;
@@ -113,6 +115,12 @@ typedef struct server {
     sl_discovery_t *discovery;
     uint64_t start_time;
     char *pid_file;        /* written at start (the first configuration's), or NULL */
+    /* Binary upgrade (SIGUSR2): the successor process, and the pipe it reports on. */
+    int upgrading;
+    pid_t up_pid;
+    uv_pipe_t up_pipe;
+    uv_timer_t up_timer;
+    char up_buf[8];
     sl_sampler_t *sampler;
     sl_alerts_t *alerts;
     sl_autoscale_t *autoscale;
@@ -142,14 +150,6 @@ static int bind_socket(const sl_addr_t *a, int reuseport)
         return e;
     }
     return fd;
-}
-
-/* A listening socket for a: one inherited for that address if any is left, else a new
- * one bound with SO_REUSEPORT. The fd, or a negative errno. */
-static int sl_listen_fd(const sl_addr_t *a)
-{
-    int fd = sl_inherit_take(&inherited, a->text);
-    return fd >= 0 ? fd : bind_socket(a, 1);
 }
 
 /* ---- workers ---- */
@@ -383,8 +383,11 @@ static void ops_stop(server_t *s)
     s->discovery = NULL;
 }
 
+static void upgrade_end(server_t *s);
+
 static void control_close(server_t *s)
 {
+    upgrade_end(s);
     ops_stop(s);
     uv_close((uv_handle_t *)&s->observe, NULL);
     if (s->admin_open)
@@ -545,9 +548,21 @@ static int gen_sockets(gen_t *g, const gen_t *prev)
                 have++;
             }
         }
+        /* At start after a binary upgrade: every socket the old process had for this
+         * address, each one with connections perhaps queued on it. */
+        for (int fd; !prev && (fd = sl_inherit_take(&inherited, cfg->listen[j].text)) >= 0;) {
+            wctx_t *nw = &g->workers[have % g->nworkers];
+            if (nw->nlisten == WC_MAX_LISTEN) {
+                close(fd);
+                continue;
+            }
+            nw->fds[nw->nlisten] = fd;
+            nw->lidx[nw->nlisten++] = (uint8_t)j;
+            have++;
+        }
         for (int i = have; i < g->nworkers; i++) {
             wctx_t *nw = &g->workers[i];
-            int fd = sl_listen_fd(&cfg->listen[j]);
+            int fd = bind_socket(&cfg->listen[j], 1);
             if (fd < 0) {
                 sl_log_error("listen %s: %s", cfg->listen[j].text, strerror(-fd));
                 return fd;
@@ -816,6 +831,212 @@ int64_t sl_server_reload(void *server, const char *why, char *err, size_t cap)
     return (int64_t)g->id;
 }
 
+/* ---- binary upgrade ---- */
+
+/* What sl_server_set_exec gave: the binary to run and its argument vector. */
+static char exec_path[4096];
+static char **exec_argv;
+
+void sl_server_set_exec(const char *exe, char **argv)
+{
+    snprintf(exec_path, sizeof(exec_path), "%s", exe);
+    exec_argv = argv;
+}
+
+static void up_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void upgrade_end(server_t *s)
+{
+    if (!s->upgrading)
+        return;
+    s->upgrading = 0;
+    uv_close((uv_handle_t *)&s->up_pipe, up_closed);
+    uv_close((uv_handle_t *)&s->up_timer, up_closed);
+}
+
+/* The successor failed: reap it (it exited, or is told to), keep serving. */
+static void upgrade_failed(server_t *s, const char *why)
+{
+    int st = 0;
+    pid_t r = 0;
+    /* Its end of the pipe closes as it exits: give the exit a moment to complete so the
+     * process is reaped, not left a zombie (at most 100 ms, a failed upgrade only). */
+    for (int i = 0; i < 50 && r == 0; i++) {
+        r = waitpid(s->up_pid, &st, WNOHANG);
+        if (r == 0)
+            usleep(2000);
+    }
+    if (r == 0) {
+        kill(s->up_pid, SIGTERM);
+        sl_log_error("upgrade: the new process %d %s; stopped it; this one (%d) keeps serving",
+                     (int)s->up_pid, why, (int)getpid());
+    } else if (r == s->up_pid && WIFEXITED(st)) {
+        sl_log_error("upgrade: the new process %d %s (exit status %d: %s); this one (%d) keeps "
+                     "serving", (int)s->up_pid, why, WEXITSTATUS(st),
+                     WEXITSTATUS(st) == 127 ? "could not run the binary" : "see its log above",
+                     (int)getpid());
+    } else {
+        sl_log_error("upgrade: the new process %d %s; this one (%d) keeps serving",
+                     (int)s->up_pid, why, (int)getpid());
+    }
+    s->upgrades_failed++;
+    upgrade_end(s);
+}
+
+static void up_alloc(uv_handle_t *h, size_t size, uv_buf_t *b)
+{
+    (void)size;
+    server_t *s = h->data;
+    *b = uv_buf_init(s->up_buf, sizeof(s->up_buf));
+}
+
+static void up_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+    server_t *s = st->data;
+    (void)b;
+    if (n == 0)
+        return;
+    if (n > 0) {
+        /* The successor serves on the same sockets: stop accepting and drain, as on
+         * SIGTERM; what waits in a backlog is accepted by the successor. */
+        sl_log_info("upgrade: the new process %d is serving; this one (%d) drains and exits",
+                    (int)s->up_pid, (int)getpid());
+        upgrade_end(s);
+        begin_stop(s);
+        return;
+    }
+    upgrade_failed(s, "exited before serving");
+}
+
+static void up_timeout(uv_timer_t *t)
+{
+    upgrade_failed(t->data, "was not serving in time");
+}
+
+/* SIGUSR2: run the binary this process was started from (as it is on disk now) as a child
+ * that inherits every listening socket, including the admin one. The child adopts them
+ * (SLUICE_INHERIT) instead of binding, and writes a byte to SLUICE_UPGRADE_FD once it
+ * serves; then this process drains and exits 0. If the child fails (cannot run, bad
+ * configuration, not serving within UPGRADE_TIMEOUT_MS), this process keeps serving. */
+static void upgrade_start(server_t *s)
+{
+    if (s->upgrading || s->stopping) {
+        sl_log_warn("upgrade: %s; SIGUSR2 ignored",
+                    s->upgrading ? "one is already in progress" : "stopping");
+        return;
+    }
+    if (!exec_argv || !exec_path[0]) {
+        sl_log_error("upgrade: the binary's path is unknown; SIGUSR2 ignored");
+        return;
+    }
+    /* Everything the child needs is prepared here: after fork only async-signal-safe
+     * calls are allowed (this process has threads). */
+    enum { MAXFD = SL_INHERIT_MAX };
+    int fds[MAXFD], nfds = 0;
+    size_t cap = (size_t)MAXFD * (SL_INHERIT_ADDR + 12) + 32, off = 0;
+    char *list = malloc(cap);
+    if (!list) {
+        sl_log_error("upgrade: out of memory");
+        return;
+    }
+    list[0] = 0;
+    memcpy(list, "SLUICE_INHERIT=", 15);
+    off = 15;
+    list[off] = 0;
+    const gen_t *g = s->cur;
+    int bad = 0;
+    for (int i = 0; i < g->nworkers && !bad; i++)
+        for (uint32_t l = 0; l < g->workers[i].nlisten && !bad; l++) {
+            int fd = g->workers[i].fds[l];
+            bad = nfds == MAXFD ||
+                  sl_inherit_append(list, cap, &off, fd, g->gw.cfg->listen[g->workers[i].lidx[l]].text);
+            if (!bad)
+                fds[nfds++] = fd;
+        }
+    uv_os_fd_t afd = -1;
+    if (!bad && s->admin_open && uv_fileno((uv_handle_t *)&s->admin, &afd) == 0) {
+        bad = nfds == MAXFD || sl_inherit_append(list, cap, &off, afd, g->gw.cfg->admin_listen.text);
+        if (!bad)
+            fds[nfds++] = afd;
+    }
+    int pfd[2] = {-1, -1};
+    if (bad || pipe2(pfd, O_CLOEXEC) != 0) {
+        sl_log_error("upgrade: %s", bad ? "too many listening sockets to hand over" : strerror(errno));
+        free(list);
+        return;
+    }
+    char upfd[48];
+    snprintf(upfd, sizeof(upfd), "SLUICE_UPGRADE_FD=%d", pfd[1]);
+    extern char **environ;
+    size_t nenv = 0;
+    while (environ[nenv])
+        nenv++;
+    char **envp = calloc(nenv + 3, sizeof(char *));
+    if (!envp) {
+        free(list);
+        close(pfd[0]);
+        close(pfd[1]);
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < nenv; i++)
+        if (strncmp(environ[i], "SLUICE_INHERIT=", 15) && strncmp(environ[i], "SLUICE_UPGRADE_FD=", 18))
+            envp[k++] = environ[i];
+    envp[k++] = list;
+    envp[k++] = upfd;
+    envp[k] = NULL;
+    sl_log_info("upgrade: starting %s with %d inherited sockets", exec_path, nfds);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* The child: these (and only these) fds survive the exec. */
+        for (int i = 0; i < nfds; i++)
+            fcntl(fds[i], F_SETFD, 0);
+        fcntl(pfd[1], F_SETFD, 0);
+        sigset_t none;
+        sigemptyset(&none);
+        pthread_sigmask(SIG_SETMASK, &none, NULL);
+        execve(exec_path, exec_argv, envp);
+        _exit(127);
+    }
+    int fork_errno = errno;
+    close(pfd[1]);
+    free(envp);
+    free(list);
+    if (pid < 0) {
+        sl_log_error("upgrade: fork: %s", strerror(fork_errno));
+        close(pfd[0]);
+        return;
+    }
+    s->up_pid = pid;
+    s->upgrading = 1;
+    uv_pipe_init(&s->control.loop, &s->up_pipe, 0);
+    s->up_pipe.data = s;
+    uv_pipe_open(&s->up_pipe, pfd[0]);
+    uv_read_start((uv_stream_t *)&s->up_pipe, up_alloc, up_read);
+    uv_timer_init(&s->control.loop, &s->up_timer);
+    s->up_timer.data = s;
+    uv_timer_start(&s->up_timer, up_timeout, UPGRADE_TIMEOUT_MS, 0);
+}
+
+/* In the successor, once it serves: tell the process it replaces (SLUICE_UPGRADE_FD). */
+static void upgrade_report_ready(void)
+{
+    const char *v = getenv("SLUICE_UPGRADE_FD");
+    if (!v)
+        return;
+    int fd = atoi(v);
+    unsetenv("SLUICE_UPGRADE_FD");
+    if (fd <= 2)
+        return;
+    ssize_t w = write(fd, "1", 1);
+    (void)w;
+    close(fd);
+    sl_log_info("upgrade: serving; told the previous process (%d) to drain", (int)getppid());
+}
+
 static int64_t control_reload(sl_worker_t *ctl, const char *why, char *err, size_t cap)
 {
     return sl_server_reload(ctl->server, why, err, cap);
@@ -827,6 +1048,10 @@ static void signal_cb(uv_signal_t *h, int signum)
     if (signum == SIGHUP) {
         char err[300];
         sl_server_reload(s, "SIGHUP", err, sizeof(err));
+        return;
+    }
+    if (signum == SIGUSR2) {
+        upgrade_start(s);
         return;
     }
     begin_stop(s);
@@ -1103,10 +1328,15 @@ static void collect(sl_textbuf_t *t, void *arg)
                    "# HELP sluice_metric_label_overflow_total Routes, limits or servers that "
                    "found the label table full (1024 names per kind) and are counted as "
                    "\"other\".\n# TYPE sluice_metric_label_overflow_total counter\n"
-                   "sluice_metric_label_overflow_total %llu\n",
+                   "sluice_metric_label_overflow_total %llu\n"
+                   "# HELP sluice_upgrades_failed_total Binary upgrades (SIGUSR2) whose new "
+                   "process did not start serving; this process went on.\n"
+                   "# TYPE sluice_upgrades_failed_total counter\n"
+                   "sluice_upgrades_failed_total %llu\n",
                    (unsigned long long)s->reloads_ok, (unsigned long long)s->reloads_failed,
                    (unsigned long long)s->cur->id, (unsigned long long)s->last_reload_ok_unix,
-                   ndraining(s), (unsigned long long)sl_label_overflow);
+                   ndraining(s), (unsigned long long)sl_label_overflow,
+                   (unsigned long long)s->upgrades_failed);
 }
 
 /* ---- run ---- */
@@ -1225,7 +1455,7 @@ int sl_server_run(sl_config_t *cfg)
         return 1;
     }
     s->admin_open = 1;
-    int signums[NSIGNALS] = {SIGTERM, SIGINT, SIGHUP};
+    int signums[NSIGNALS] = {SIGTERM, SIGINT, SIGHUP, SIGUSR2};
     for (int i = 0; i < NSIGNALS; i++) {
         uv_signal_init(&ctl->loop, &s->sig[i]);
         s->sig[i].data = s;
@@ -1254,6 +1484,7 @@ int sl_server_run(sl_config_t *cfg)
     s->observe.data = s;
     uv_timer_start(&s->observe, observe_cb, 0, 1000);
     pid_file_write(s, cfg->pid_file);
+    upgrade_report_ready();
     char addrs[512] = "";
     size_t off = 0;
     for (uint32_t j = 0; j < cfg->nlisten && off < sizeof(addrs) - 70; j++)

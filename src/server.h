@@ -13,6 +13,11 @@
  * Returns the process exit code (0 after a clean drain). */
 int sl_server_run(sl_config_t *cfg);
 
+/* The binary a SIGUSR2 upgrade runs (resolved at start: /proc/self/exe's target, so a
+ * new file installed at that path is what runs) and its arguments (argv, kept by the
+ * caller). Before sl_server_run. */
+void sl_server_set_exec(const char *exe, char **argv);
+
 /* Reload the configuration from the file it was loaded from (SIGHUP, POST /api/reload):
  * load and validate it here on the control thread; if valid, start a new generation of
  * workers on a new gateway (carrying over what is unchanged) on the same listening
