@@ -804,7 +804,7 @@ int64_t sl_server_reload(void *server, const char *why, char *err, size_t cap)
      * let the old generation go: it stops accepting and drains on its own gateway. */
     sl_worker_t *ctl = &s->control;
     ops_stop(s);
-    sl_gateway_unpublish(&prev->gw);
+    sl_gateway_unpublish(&prev->gw, &g->gw);
     if (g->gw.cache != prev->gw.cache) {
         sl_hcache_worker_close(prev->gw.cache, ctl);
         if (sl_hcache_worker_init(g->gw.cache, ctl))

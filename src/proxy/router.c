@@ -378,11 +378,11 @@ int sl_gateway_rebuild(sl_gateway_t *g, sl_config_t *cfg, int nthreads, const sl
     return g->m_requests && g->m_duration && g->m_upstream ? 0 : SL_ENOMEM;
 }
 
-void sl_gateway_unpublish(sl_gateway_t *g)
+void sl_gateway_unpublish(sl_gateway_t *g, const sl_gateway_t *next)
 {
     sl_metrics_collector_remove(collect_rl, g);
     sl_metrics_collector_remove(sl_upstreams_collect, &g->up);
-    if (g->cache && g->cache_refs && *g->cache_refs == 1)
+    if (g->cache && (!next || next->cache != g->cache))
         sl_hcache_unpublish(g->cache);
 }
 
@@ -397,7 +397,9 @@ void sl_gateway_free(sl_gateway_t *g)
     free(g->all_limits);
     free(g->heads);
     free(g->limit_mid);
-    sl_gateway_unpublish(g);
+    /* Its own collectors; the cache's goes with the cache (sl_hcache_free). */
+    sl_metrics_collector_remove(collect_rl, g);
+    sl_metrics_collector_remove(sl_upstreams_collect, &g->up);
     if (g->rl_refs && --*g->rl_refs == 0) {
         sl_rl_free(g->rl);
         free(g->rl_refs);

@@ -70,9 +70,10 @@ int sl_gateway_build(sl_gateway_t *g, sl_config_t *cfg, int nthreads);
  * unchanged ones (sl_upstreams_carry). prev stays valid and serving: nothing of it is
  * changed except the share counts. Control thread. */
 int sl_gateway_rebuild(sl_gateway_t *g, sl_config_t *cfg, int nthreads, const sl_gateway_t *prev);
-/* Take g's scrape-time collectors out of the exposition (a newer gateway serves now);
- * g's own counters stay in the shared families. Idempotent; sl_gateway_free does it. */
-void sl_gateway_unpublish(sl_gateway_t *g);
+/* Take g's scrape-time collectors out of the exposition: next (or NULL) serves now, and
+ * shows the cache's gauges if it kept g's cache. g's counters stay in the shared
+ * families. Idempotent. */
+void sl_gateway_unpublish(sl_gateway_t *g, const sl_gateway_t *next);
 /* Free g and its configuration; shared parts go with their last user. */
 void sl_gateway_free(sl_gateway_t *g);
 
