@@ -55,6 +55,9 @@ struct gen;
 
 #define NSIGNALS 4 /* SIGTERM, SIGINT: drain and exit; SIGHUP: reload; SIGUSR2: upgrade */
 #define UPGRADE_TIMEOUT_MS 60000 /* the new binary must be serving within this */
+/* After a reload, how long an idle keep-alive connection of the old generation may still
+ * send a request (answered with Connection: close) before it is closed. */
+#define RELOAD_IDLE_GRACE_MS 1000
 
 typedef struct wctx {
     sl_worker_t w;
@@ -65,6 +68,7 @@ typedef struct wctx {
     uint8_t lidx[WC_MAX_LISTEN]; /* which `listen` entry of its generation's config */
     uint32_t nlisten;
     int force;       /* atomic: close everything now */
+    uint64_t idle_grace_ms; /* atomic: drain after a reload: see sl_conn_drain_all */
     int exited;      /* drained: its loop is closing */
     int done;        /* atomic: the thread is about to return */
     int started;     /* the thread was created (join it) */
@@ -226,7 +230,7 @@ static void stop_cb(uv_async_t *a)
         for (uint32_t i = 0; i < wc->nlisten; i++)
             uv_close((uv_handle_t *)&wc->listeners[i], NULL);
         sl_upstream_worker_close_idle(w);
-        sl_conn_drain_all(w);
+        sl_conn_drain_all(w, __atomic_load_n(&wc->idle_grace_ms, __ATOMIC_ACQUIRE));
     }
     if (__atomic_load_n(&wc->force, __ATOMIC_ACQUIRE))
         sl_conn_close_all(w);
@@ -816,6 +820,8 @@ int64_t sl_server_reload(void *server, const char *why, char *err, size_t cap)
     if (ops_start(s))
         sl_log_error("reload: health checks, samples or alerts did not restart (out of memory)");
     prev->stopping = 1;
+    for (int i = 0; i < prev->nworkers; i++)
+        __atomic_store_n(&prev->workers[i].idle_grace_ms, RELOAD_IDLE_GRACE_MS, __ATOMIC_RELEASE);
     signal_workers(s, prev);
     uv_timer_start(&prev->grace, gen_grace_cb, prev->gw.cfg->limits.shutdown_timeout_ms, 0);
     uv_unref((uv_handle_t *)&prev->grace);
@@ -905,6 +911,12 @@ static void up_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
         sl_log_info("upgrade: the new process %d is serving; this one (%d) drains and exits",
                     (int)s->up_pid, (int)getpid());
         upgrade_end(s);
+        /* As after a reload: clients that keep sending get a last answer with
+         * Connection: close rather than a close racing their next request. */
+        for (gen_t *g = s->cur; g; g = g->next)
+            for (int i = 0; i < g->nworkers; i++)
+                __atomic_store_n(&g->workers[i].idle_grace_ms, RELOAD_IDLE_GRACE_MS,
+                                 __ATOMIC_RELEASE);
         begin_stop(s);
         return;
     }

@@ -152,9 +152,14 @@ void sl_conn_resume(sl_exchange_t *x);
 void sl_conn_tunnel(sl_exchange_t *x);
 /* Keep-alive decision for the answer to x (client version, Connection, draining). */
 int sl_conn_keepalive(const sl_exchange_t *x);
-/* Close every idle connection of the worker and make the rest close after their
- * current response (graceful drain). */
-void sl_conn_drain_all(sl_worker_t *w);
+/* Graceful drain: make every connection close after its current (or next) response.
+ * idle_grace_ms = 0 (shutdown): idle keep-alive connections are closed now.
+ * idle_grace_ms > 0 (a reload hands over to a new generation): an idle keep-alive
+ * connection may still send one request within that time, answered with
+ * Connection: close, and is closed when it expires. A client closing to send a request
+ * on a kept-alive connection is a race HTTP lets it lose (RFC 9112 9.3.1: it may only
+ * retry); clients that keep sending never meet it this way. */
+void sl_conn_drain_all(sl_worker_t *w, uint64_t idle_grace_ms);
 /* Close every connection now (end of the shutdown grace period). */
 void sl_conn_close_all(sl_worker_t *w);
 /* Release a worker's pooled exchanges (at exit). */

@@ -427,7 +427,7 @@ def test_admin_api_reload_with_token(start_origin, start_sluice, monkeypatch):
 def test_workers_count_changes_on_reload(start_origin, start_sluice):
     o = start_origin(name="A")
     sl = start_sluice(gen_config(0, o, o, workers=2))
-    assert nthreads(sl.pid) == 3
+    wait_for(lambda: nthreads(sl.pid) == 3, 5 * SLOW, what="2 worker threads")
     for gen, workers in ((2, 4), (3, 1), (4, 3)):
         write_config(sl, gen_config(gen, o, o, workers=workers))
         reload_and_wait(sl, gen)
