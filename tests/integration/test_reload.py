@@ -477,7 +477,10 @@ def test_threads_fds_memory_stable_across_reloads(start_origin, start_sluice):
           % (t0, t1, f0, f1, m0, m1))
     assert t1 == t0 == 3
     assert f1 == f0, (f0, f1)
-    assert m1 - m0 < (16384 if SAN else 4096), (m0, m1)
+    if not SAN:
+        # Under ASan, RSS holds its quarantine of freed memory; there LeakSanitizer at
+        # exit (checked at teardown) is what finds a generation not freed.
+        assert m1 - m0 < 4096, (m0, m1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -491,7 +494,7 @@ def new_pid(pid_file, old):
     return p if p != old else None
 
 
-def test_binary_upgrade_under_load(start_origin, start_sluice, tmp_path):
+def test_binary_upgrade_under_load(start_origin, start_sluice, tmp_path, procs):
     from conftest import SLUICE_BIN
     o = start_origin(name="A")
     binary = tmp_path / "sluice-new"
@@ -501,7 +504,8 @@ def test_binary_upgrade_under_load(start_origin, start_sluice, tmp_path):
     # Run the copy: start_sluice ran build/sluice, so start our own from the copy.
     sl.stop()
     from conftest import Proc
-    p = Proc([binary, "-c", sl.config_path], tmp_path / "up.log")
+    # Registered: a sanitizer report of it or of its successor (same log) fails the test.
+    p = procs.add(Proc([binary, "-c", sl.config_path], tmp_path / "up.log"))
     successor = None
     try:
         wait_for(lambda: os.path.exists(pid_file) and new_pid(pid_file, 0) == p.pid,
@@ -528,7 +532,6 @@ def test_binary_upgrade_under_load(start_origin, start_sluice, tmp_path):
         r = request(sl.admin_port, "GET", "/metrics")
         assert r.status == 200 and b"sluice_config_generation 1" in r.body
         assert "upgrade: the new process %d is serving" % successor in p.log()
-        assert p.sanitizer_report() is None if hasattr(p, "sanitizer_report") else True
     finally:
         if successor and pid_alive(successor):
             os.kill(successor, signal.SIGTERM)
@@ -536,7 +539,7 @@ def test_binary_upgrade_under_load(start_origin, start_sluice, tmp_path):
         p.stop()
 
 
-def test_binary_upgrade_failure_keeps_old(start_origin, start_sluice, tmp_path):
+def test_binary_upgrade_failure_keeps_old(start_origin, start_sluice, tmp_path, procs):
     from conftest import SLUICE_BIN, Proc
     o = start_origin(name="A")
     binary = tmp_path / "sluice-new"
@@ -544,7 +547,7 @@ def test_binary_upgrade_failure_keeps_old(start_origin, start_sluice, tmp_path):
     pid_file = str(tmp_path / "up.pid")
     sl = start_sluice(gen_config(0, o, o, pid_file=pid_file))
     sl.stop()
-    p = Proc([binary, "-c", sl.config_path], tmp_path / "up.log")
+    p = procs.add(Proc([binary, "-c", sl.config_path], tmp_path / "up.log"))
     p.check_exit = True
     try:
         wait_for(lambda: new_pid(pid_file, 0) == p.pid, 10 * SLOW, what="serving")
