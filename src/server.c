@@ -353,26 +353,34 @@ static int ops_start(server_t *s)
     ctl->nworkers = s->cur->nworkers;
     sl_metrics_collector(sl_alerts_collect, s->alerts);
     s->health = sl_health_start(&ctl->loop, &gw->up);
-    int aerr = 0;
-    s->autoscale = sl_autoscale_start(&ctl->loop, gw, s->cur->nworkers, &aerr);
-    if (aerr) {
-        sl_log_error("out of memory for autoscale");
-        return SL_ENOMEM;
+    if (s->autoscale) { /* kept across a reload: its instances run on */
+        sl_autoscale_rebind(s->autoscale, gw, s->cur->nworkers);
+    } else {
+        int aerr = 0;
+        s->autoscale = sl_autoscale_start(&ctl->loop, gw, s->cur->nworkers, &aerr);
+        if (aerr) {
+            sl_log_error("out of memory for autoscale");
+            return SL_ENOMEM;
+        }
+        if (s->autoscale)
+            sl_metrics_collector(sl_autoscale_collect, s->autoscale);
     }
     ctl->autoscale = s->autoscale;
-    if (s->autoscale)
-        sl_metrics_collector(sl_autoscale_collect, s->autoscale);
     s->discovery = sl_discovery_start(&ctl->loop, &gw->up);
     return 0;
 }
 
-static void ops_stop(server_t *s)
+/* keep_autoscale: a reload moves the supervisor to the new gateway (ops_start) instead of
+ * stopping its instances. */
+static void ops_stop(server_t *s, int keep_autoscale)
 {
-    if (s->autoscale)
-        sl_metrics_collector_remove(sl_autoscale_collect, s->autoscale);
-    sl_autoscale_stop(s->autoscale); /* the instances go once the last request is done */
-    s->autoscale = NULL;
-    s->control.autoscale = NULL;
+    if (!keep_autoscale) {
+        if (s->autoscale)
+            sl_metrics_collector_remove(sl_autoscale_collect, s->autoscale);
+        sl_autoscale_stop(s->autoscale); /* the instances go once the last request is done */
+        s->autoscale = NULL;
+        s->control.autoscale = NULL;
+    }
     if (s->alerts)
         sl_metrics_collector_remove(sl_alerts_collect, s->alerts);
     sl_alerts_close(s->alerts);
@@ -392,7 +400,7 @@ static void upgrade_end(server_t *s);
 static void control_close(server_t *s)
 {
     upgrade_end(s);
-    ops_stop(s);
+    ops_stop(s, 0);
     uv_close((uv_handle_t *)&s->observe, NULL);
     if (s->admin_open)
         uv_close((uv_handle_t *)&s->admin, NULL);
@@ -747,14 +755,6 @@ static void keep_restart_keys(const sl_config_t *cur, sl_config_t *next)
     }
 }
 
-static int uses_autoscale(const sl_config_t *cfg)
-{
-    for (uint32_t i = 0; i < cfg->nservices; i++)
-        if (cfg->services[i].autoscale.enabled)
-            return 1;
-    return 0;
-}
-
 static int64_t reload_failed(server_t *s, char *err, size_t cap, const char *msg)
 {
     s->reloads_failed++;
@@ -784,16 +784,23 @@ int64_t sl_server_reload(void *server, const char *why, char *err, size_t cap)
         return reload_failed(s, err, cap, msg);
     }
     free(errs);
-    if (uses_autoscale(old) || uses_autoscale(cfg)) {
-        sl_config_free(cfg);
-        return reload_failed(s, err, cap,
-                             "services with autoscale: reloading would restart their instances; "
-                             "this needs a restart");
-    }
     keep_restart_keys(old, cfg);
     gen_t *prev = s->cur, *g = gen_new(s, cfg, prev);
     if (!g)
         return reload_failed(s, err, cap, "cannot build the new gateway (see the log)");
+    /* The autoscaler's instances are processes: they run on when their services are the
+     * same, and a configuration that keeps none of them stops them; anything in between
+     * (an autoscaled service changed or added beside running ones) needs a restart. */
+    int keep_as = s->autoscale && sl_autoscale_can_rebind(s->autoscale, &g->gw);
+    int has_as = 0;
+    for (uint32_t i = 0; i < g->gw.up.nservices; i++)
+        has_as |= g->gw.up.services[i].conf->autoscale.enabled;
+    if (s->autoscale && has_as && !keep_as) {
+        gen_discard(s, g);
+        return reload_failed(s, err, cap,
+                             "autoscaled services changed (or were added beside running "
+                             "ones): their instances would be restarted; this needs a restart");
+    }
     int rc = gen_sockets(g, prev);
     if (rc == 0)
         rc = gen_start(s, g);
@@ -807,7 +814,7 @@ int64_t sl_server_reload(void *server, const char *why, char *err, size_t cap)
     /* The new generation accepts now. Swap what the control thread serves with, then
      * let the old generation go: it stops accepting and drains on its own gateway. */
     sl_worker_t *ctl = &s->control;
-    ops_stop(s);
+    ops_stop(s, keep_as);
     sl_gateway_unpublish(&prev->gw, &g->gw);
     if (g->gw.cache != prev->gw.cache) {
         sl_hcache_worker_close(prev->gw.cache, ctl);

@@ -864,9 +864,9 @@ static void pool_carry(sl_upstreams_t *u, sl_service_t *to, sl_pool_t *np, const
             if (strcmp(np->slots[k].conf.addr.text, os->conf.addr.text) == 0)
                 ns = &np->slots[k];
         uint32_t st = __atomic_load_n(&os->state, __ATOMIC_ACQUIRE);
-        /* A server the API (or DNS) added lives on while its service is unchanged;
-         * autoscaled instances are the autoscaler's to bring back. */
-        if (!ns && same && !os->origin && st != SL_SRV_REMOVED && !to->conf->autoscale.enabled)
+        /* A server the API, DNS or the autoscaler added lives on while its service is
+         * unchanged (the autoscaler then goes on with it: sl_autoscale_rebind). */
+        if (!ns && same && !os->origin && st != SL_SRV_REMOVED)
             sl_upstreams_add(u, to, read_pool, &os->conf, &ns);
         if (ns)
             server_carry(ns, os, same);

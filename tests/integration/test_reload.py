@@ -575,3 +575,60 @@ def test_binary_upgrade_failure_keeps_old(start_origin, start_sluice, tmp_path, 
         assert b"sluice_upgrades_failed_total 2" in r.body
     finally:
         assert p.stop() == 0
+
+
+# ---------------------------------------------------------------------------------------
+# autoscale: the supervisor follows the new gateway, its instances run on
+
+def port_range(n):
+    """n consecutive ports free now, below the ephemeral range (random bases)."""
+    for _ in range(200):
+        base = random.randrange(20000, 30000)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            pass
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no block of %d free ports" % n)
+
+
+def test_autoscaled_instances_survive_reload(start_sluice):
+    from test_autoscale import config as as_config, state
+    cfg = as_config(port_range(10), 2, 4, initial=2)
+    sl = start_sluice(cfg)
+    wait_for(lambda: state(sl)["ready"] == 2, 20 * SLOW, what="2 instances ready")
+    pids = sorted(i["pid"] for i in state(sl)["instances"])
+    starts = state(sl)["starts"]
+    # A route changes; the autoscaled service does not.
+    cfg2 = json.loads(json.dumps(cfg))
+    cfg2["routes"].insert(0, {"match": {"path_prefix": "/echo"}, "service": "app"})
+    write_config(sl, cfg2)
+    with Load(sl.port, lambda: random.choice(["/health", "/echo/x"]), expect_200,
+              keepalive=2, fresh=1) as load:
+        time.sleep(0.3)
+        reload_and_wait(sl, 2)
+        time.sleep(1.0)
+    assert not load.failures, load.failures[:10]
+    st = state(sl)
+    assert sorted(i["pid"] for i in st["instances"]) == pids, st
+    assert st["starts"] == starts and st["ready"] == 2, st
+    assert all(i["state"] == "ready" for i in st["instances"]), st
+    servers_now = servers(sl, "app")
+    assert sum(1 for s in servers_now.values() if s["state"] == "up") == 2, servers_now
+    # The autoscaled service itself changed: refused, instances untouched.
+    cfg3 = json.loads(json.dumps(cfg2))
+    cfg3["services"]["app"]["autoscale"]["max"] = 5
+    write_config(sl, cfg3)
+    sl.proc.signal(signal.SIGHUP)
+    wait_for(lambda: metric(sl, "sluice_reloads_total", result="failed") == 1, 10 * SLOW,
+             what="refused")
+    assert "autoscaled services changed" in sl.log()
+    assert sorted(i["pid"] for i in state(sl)["instances"]) == pids
+    assert metric(sl, "sluice_config_generation") == 2
