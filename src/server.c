@@ -178,9 +178,12 @@ static void on_tick(sl_timers_t *ts)
     sl_accesslog_flush(&w->alog);
     wctx_t *wc = (wctx_t *)w;
     if (w->draining && w->nconns == 0 && !wc->exited) {
-        /* Drained: close what keeps the loop alive so uv_run returns. */
+        /* Drained: close what keeps the loop alive so uv_run returns. Its upstream
+         * counters are kept first: from `exited` on, scrapes read those. */
+        if (w->proxy)
+            wc->up_final = *sl_upstream_worker_stats(w);
         pthread_mutex_lock(&wc->srv->stop_mu);
-        wc->exited = 1;
+        __atomic_store_n(&wc->exited, 1, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&wc->srv->stop_mu);
         if (w->rl_redis) {
             sl_rl_redis_close(w->rl_redis);
@@ -1196,11 +1199,11 @@ static void collect(sl_textbuf_t *t, void *arg)
         rej += __atomic_load_n(&wc->rejected, __ATOMIC_RELAXED);
         inflight += __atomic_load_n(&wc->w.inflight, __ATOMIC_RELAXED);
         bufs += __atomic_load_n(&wc->w.bufs.in_use, __ATOMIC_RELAXED);
-        if (__atomic_load_n(&wc->done, __ATOMIC_ACQUIRE)) {
+        if (__atomic_load_n(&wc->exited, __ATOMIC_ACQUIRE)) { /* up_final is written */
             connects += wc->up_final.connects;
             reused += wc->up_final.reused;
             cerr += wc->up_final.connect_errors;
-        } else if (wc->w.proxy && !wc->exited) {
+        } else if (wc->w.proxy) {
             idle += sl_upstream_worker_idle(&wc->w);
             const sl_upstream_stats_t *st = sl_upstream_worker_stats(&wc->w);
             connects += st->connects;

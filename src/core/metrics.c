@@ -94,7 +94,9 @@ sl_counter_t *sl_metrics_counter(const char *name, const char *help, sl_label_fn
     c->help = help;
     c->labels = labels;
     c->label_arg = arg;
-    *counters_tail = c;
+    /* Published with release: a worker of a new generation may be walking the list in
+     * sl_metrics_thread_init while a reload registers families. */
+    __atomic_store_n(counters_tail, c, __ATOMIC_RELEASE);
     counters_tail = &c->next;
     return c;
 }
@@ -116,7 +118,7 @@ sl_hist_t *sl_metrics_hist(const char *name, const char *help, uint32_t nlabels,
     h->nlabels = nlabels ? nlabels : 1;
     h->labels = labels;
     h->label_arg = arg;
-    *hists_tail = h;
+    __atomic_store_n(hists_tail, h, __ATOMIC_RELEASE);
     hists_tail = &h->next;
     return h;
 }
@@ -152,10 +154,12 @@ void sl_metrics_collector(sl_collect_fn fn, void *arg)
 int sl_metrics_thread_init(void)
 {
     int t = sl_thread_index;
-    for (sl_counter_t *c = counters; c; c = c->next)
+    for (sl_counter_t *c = __atomic_load_n(&counters, __ATOMIC_ACQUIRE); c;
+         c = __atomic_load_n(&c->next, __ATOMIC_ACQUIRE))
         if (!c->slots[t] && !(c->slots[t] = calloc(SL_COUNTER_SLOTS, sizeof(sl_counter_slot_t))))
             return -5;
-    for (sl_hist_t *h = hists; h; h = h->next)
+    for (sl_hist_t *h = __atomic_load_n(&hists, __ATOMIC_ACQUIRE); h;
+         h = __atomic_load_n(&h->next, __ATOMIC_ACQUIRE))
         if (!h->cells[t] && !(h->cells[t] = calloc(h->nlabels, sizeof(sl_hist_cell_t))))
             return -5;
     return 0;
