@@ -488,6 +488,7 @@ static void worker_exit_cb(uv_async_t *a)
         gen_t *g = *pp;
         if (gen_done(g)) {
             *pp = g->next;
+            sl_upstreams_fold(&s->cur->gw.up, &g->gw.up);
             sl_log_info("generation %llu drained; its workers have exited",
                         (unsigned long long)g->id);
             gen_free(s, g);

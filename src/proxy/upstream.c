@@ -833,10 +833,10 @@ void sl_upstreams_collect(sl_textbuf_t *t, void *arg)
 /* Copy what the running server `from` learned into its successor `to` (same service, same
  * address): the counters always, so series never go backwards; the health state only
  * when `health` (the service is unchanged, so the old verdicts still mean the same). */
-static void server_carry(sl_server_t *to, const sl_server_t *from, int health)
+static void server_carry(sl_server_t *to, sl_server_t *from, int health)
 {
-    to->requests = __atomic_load_n(&from->requests, __ATOMIC_RELAXED);
-    to->failures = __atomic_load_n(&from->failures, __ATOMIC_RELAXED);
+    to->requests = from->carried_requests = __atomic_load_n(&from->requests, __ATOMIC_RELAXED);
+    to->failures = from->carried_failures = __atomic_load_n(&from->failures, __ATOMIC_RELAXED);
     to->transitions = __atomic_load_n(&from->transitions, __ATOMIC_RELAXED);
     to->hc_checks = __atomic_load_n(&from->hc_checks, __ATOMIC_RELAXED);
     to->hc_failed = __atomic_load_n(&from->hc_failed, __ATOMIC_RELAXED);
@@ -852,12 +852,12 @@ static void server_carry(sl_server_t *to, const sl_server_t *from, int health)
     to->state = __atomic_load_n(&from->state, __ATOMIC_ACQUIRE);
 }
 
-static void pool_carry(sl_upstreams_t *u, sl_service_t *to, sl_pool_t *np, const sl_pool_t *op,
+static void pool_carry(sl_upstreams_t *u, sl_service_t *to, sl_pool_t *np, sl_pool_t *op,
                        int same, int read_pool)
 {
     uint32_t on = op->slots ? __atomic_load_n(&op->n, __ATOMIC_ACQUIRE) : 0;
     for (uint32_t i = 0; i < on; i++) {
-        const sl_server_t *os = &op->slots[i];
+        sl_server_t *os = &op->slots[i];
         sl_server_t *ns = NULL;
         uint32_t nn = np->slots ? np->n : 0;
         for (uint32_t k = 0; k < nn && !ns; k++)
@@ -875,12 +875,12 @@ static void pool_carry(sl_upstreams_t *u, sl_service_t *to, sl_pool_t *np, const
         np->ops->changed(np);
 }
 
-int sl_upstreams_carry(sl_upstreams_t *u, const sl_upstreams_t *old)
+int sl_upstreams_carry(sl_upstreams_t *u, sl_upstreams_t *old)
 {
     int carried = 0;
     for (uint32_t i = 0; i < u->nservices; i++) {
         sl_service_t *to = &u->services[i];
-        const sl_service_t *from = NULL;
+        sl_service_t *from = NULL;
         for (uint32_t k = 0; k < old->nservices && !from; k++)
             if (strcmp(old->services[k].conf->name, to->conf->name) == 0)
                 from = &old->services[k];
@@ -894,4 +894,27 @@ int sl_upstreams_carry(sl_upstreams_t *u, const sl_upstreams_t *old)
         carried += same;
     }
     return carried;
+}
+
+void sl_upstreams_fold(sl_upstreams_t *u, const sl_upstreams_t *old)
+{
+    for (uint32_t i = 0; i < old->nservices; i++) {
+        const sl_service_t *from = &old->services[i];
+        sl_service_t *to = sl_upstreams_find(u, from->conf->name, strlen(from->conf->name));
+        if (!to)
+            continue;
+        const sl_pool_t *pools[2] = {&from->primary, &from->read};
+        for (int p = 0; p < 2; p++)
+            for (uint32_t k = 0; pools[p]->slots && k < pools[p]->n; k++) {
+                const sl_server_t *os = &pools[p]->slots[k];
+                sl_server_t *ns = sl_upstreams_find_server(to, os->conf.addr.text,
+                                                           strlen(os->conf.addr.text));
+                if (!ns || os->requests < os->carried_requests)
+                    continue;
+                __atomic_add_fetch(&ns->requests, os->requests - os->carried_requests,
+                                   __ATOMIC_RELAXED);
+                __atomic_add_fetch(&ns->failures, os->failures - os->carried_failures,
+                                   __ATOMIC_RELAXED);
+            }
+    }
 }

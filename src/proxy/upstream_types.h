@@ -49,6 +49,8 @@ typedef struct sl_server {
     uint64_t warns_dropped;  /* atomic: warnings not logged since (rate limit) */
     /* counters for the API and metrics (atomic) */
     uint64_t requests, failures, transitions;
+    uint64_t carried_requests, carried_failures; /* control thread: requests, failures as a
+                                                  * reload copied them to a successor */
     uint32_t gen;            /* atomic: +1 each time the slot takes another address; a
                               * kept-alive connection of an older generation is closed */
     uint64_t removed_ms;     /* control thread: when it became REMOVED (monotonic ms) */

@@ -224,13 +224,17 @@ static void test_service_state_carried(void **state)
     assert_ptr_equal(g2.rl, g1.rl);
     assert_int_equal(g2.routes[0].mid, g1.routes[0].mid); /* "/a" keeps its series */
     assert_int_not_equal(g2.routes[1].mid, g1.routes[1].mid);
+    /* What g1's workers count while they drain is folded in once they are gone. */
+    find(a1, "127.0.0.1:9001")->requests += 5;
+    sl_upstreams_fold(&g2.up, &g1.up);
+    assert_int_equal(find(a2, "127.0.0.1:9001")->requests, 47);
     /* Changed service: counters carried, health state and added servers not. */
     assert_int_equal(sl_gateway_rebuild(&g3, load_with("interval: 1s", "interval: 3s"), 4, &g2),
                      0);
     assert_int_equal(sl_upstreams_carry(&g3.up, &g2.up), 1);
     sl_service_t *a3 = &g3.up.services[0];
     assert_int_equal(find(a3, "127.0.0.1:9001")->state, SL_SRV_CHECKING);
-    assert_int_equal(find(a3, "127.0.0.1:9001")->requests, 42);
+    assert_int_equal(find(a3, "127.0.0.1:9001")->requests, 47);
     assert_null(find(a3, "127.0.0.1:9100"));
     /* Freed in any order: the shared parts go with their last holder (ASan checks). */
     sl_gateway_free(&g2);
