@@ -11,17 +11,17 @@
 #include "core/log.h"
 #include "server.h"
 
-
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: sluice -c FILE        run in the foreground (logs to stderr)\n"
-                 "       sluice -t -c FILE     check a configuration and exit (0 ok, 1 errors)\n"
-                 "       sluice -s SIGNAL -c FILE  signal the sluice running FILE (its pid_file):\n"
-                 "                             reload, upgrade (the binary), stop\n"
-                 "       sluice -h | --help    this text\n"
-                 "       sluice --version\n"
-                 "signals: SIGTERM/SIGINT drain gracefully (limits.shutdown_timeout), then exit 0;\n"
-                 "         SIGHUP reloads the configuration; SIGUSR2 upgrades to the binary on disk\n");
+    fprintf(out,
+            "usage: sluice -c FILE        run in the foreground (logs to stderr)\n"
+            "       sluice -t -c FILE     check a configuration and exit (0 ok, 1 errors)\n"
+            "       sluice -s SIGNAL -c FILE  signal the sluice running FILE (its pid_file):\n"
+            "                             reload, upgrade (the binary), stop\n"
+            "       sluice -h | --help    this text\n"
+            "       sluice --version\n"
+            "signals: SIGTERM/SIGINT drain gracefully (limits.shutdown_timeout), then exit 0;\n"
+            "         SIGHUP reloads the configuration; SIGUSR2 upgrades to the binary on disk\n");
 }
 
 /* `sluice -s NAME -c FILE`: check FILE (the running process reads it again itself, but
@@ -41,8 +41,9 @@ static int send_signal(const char *name, const char *file, const sl_config_t *cf
         return 2;
     }
     if (!cfg->pid_file) {
-        fprintf(stderr, "sluice: -s %s: %s has no pid_file, so the running process cannot be "
-                        "found; add `pid_file: PATH` (and restart), or send the signal yourself\n",
+        fprintf(stderr,
+                "sluice: -s %s: %s has no pid_file, so the running process cannot be "
+                "found; add `pid_file: PATH` (and restart), or send the signal yourself\n",
                 name, file);
         return 1;
     }
@@ -57,8 +58,8 @@ static int send_signal(const char *name, const char *file, const sl_config_t *cf
     }
     fclose(f);
     if (kill((pid_t)pid, sig) != 0) {
-        fprintf(stderr, "sluice: -s %s: process %ld (pid_file %s): %s\n", name, pid,
-                cfg->pid_file, strerror(errno));
+        fprintf(stderr, "sluice: -s %s: process %ld (pid_file %s): %s\n", name, pid, cfg->pid_file,
+                strerror(errno));
         return 1;
     }
     return 0;

@@ -45,7 +45,6 @@
 #include "proxy/router.h"
 #include "proxy/upstream.h"
 
-
 /* Listening sockets one worker accepts on: one per `listen` address, more when a reload
  * to fewer workers gave it the sockets of several old ones (each socket must keep a
  * holder, or connections queued on it would be reset). */
@@ -67,13 +66,13 @@ typedef struct wctx {
     int fds[WC_MAX_LISTEN];
     uint8_t lidx[WC_MAX_LISTEN]; /* which `listen` entry of its generation's config */
     uint32_t nlisten;
-    int force;       /* atomic: close everything now */
+    int force;              /* atomic: close everything now */
     uint64_t idle_grace_ms; /* atomic: drain after a reload: see sl_conn_drain_all */
-    int exited;      /* drained: its loop is closing */
-    int done;        /* atomic: the thread is about to return */
-    int started;     /* the thread was created (join it) */
-    int loop_ready;  /* worker_setup got as far as the loop */
-    uint32_t nopened; /* fds[0, nopened) belong to listener handles */
+    int exited;             /* drained: its loop is closing */
+    int done;               /* atomic: the thread is about to return */
+    int started;            /* the thread was created (join it) */
+    int loop_ready;         /* worker_setup got as far as the loop */
+    uint32_t nopened;       /* fds[0, nopened) belong to listener handles */
     uint64_t accepted, rejected;
     sl_upstream_stats_t up_final; /* its upstream counters as it exited */
     struct server *srv;
@@ -82,15 +81,15 @@ typedef struct wctx {
 
 /* One generation: a gateway and the workers serving it. Control thread owns it. */
 typedef struct gen {
-    uint64_t id;           /* sluice_config_generation: 1 at start, +1 per reload */
-    sl_gateway_t gw;       /* its configuration is gw.cfg */
+    uint64_t id;     /* sluice_config_generation: 1 at start, +1 per reload */
+    sl_gateway_t gw; /* its configuration is gw.cfg */
     sl_conn_cfg_t conn_cfg;
     int nworkers;
     wctx_t *workers;
-    int stopping;          /* told to drain */
-    int carried;           /* services whose state a reload carried over */
-    uv_timer_t grace;      /* shutdown_timeout of a drain after a reload */
-    struct gen *next;      /* older generations, still draining */
+    int stopping;     /* told to drain */
+    int carried;      /* services whose state a reload carried over */
+    uv_timer_t grace; /* shutdown_timeout of a drain after a reload */
+    struct gen *next; /* older generations, still draining */
     struct server *srv;
 } gen_t;
 
@@ -100,7 +99,7 @@ typedef struct retired {
 } retired_t;
 
 typedef struct server {
-    gen_t *cur;            /* serving; cur->next... drain */
+    gen_t *cur; /* serving; cur->next... drain */
     retired_t retired;
     uint8_t index_used[SL_MAX_THREADS]; /* thread slots (sl_thread_index) in use */
     uint64_t reloads_ok, reloads_failed, last_reload_ok_unix, upgrades_failed;
@@ -118,7 +117,7 @@ typedef struct server {
     sl_health_t *health;
     sl_discovery_t *discovery;
     uint64_t start_time;
-    char *pid_file;        /* written at start (the first configuration's), or NULL */
+    char *pid_file; /* written at start (the first configuration's), or NULL */
     /* Binary upgrade (SIGUSR2): the successor process, and the pipe it reports on. */
     int upgrading;
     pid_t up_pid;
@@ -164,8 +163,8 @@ static void worker_common_init(sl_worker_t *w, int index, server_t *s, gen_t *g)
     w->index = index;
     w->server = s;
     w->gw = &g->gw;
-    w->reqid_salt = (uint32_t)(uv_hrtime() ^ ((uint64_t)getpid() << 16) ^ (uint64_t)index ^
-                               (g->id << 40));
+    w->reqid_salt =
+        (uint32_t)(uv_hrtime() ^ ((uint64_t)getpid() << 16) ^ (uint64_t)index ^ (g->id << 40));
     uint64_t size = g->gw.cfg->limits.max_header_bytes + 16 * 1024;
     sl_bufpool_init(&w->bufs, (uint32_t)size, 256);
     sl_worker_update_date(w);
@@ -291,8 +290,7 @@ static int worker_setup(server_t *s, gen_t *g, wctx_t *wc, int index)
         return rc;
     if (cfg->redis.enabled && g->gw.rl) {
         w->rl_redis = sl_rl_redis_new(&w->loop, &cfg->redis.addr, cfg->redis.timeout_ms,
-                                      cfg->redis.key_prefix ? cfg->redis.key_prefix
-                                                            : "sluice:");
+                                      cfg->redis.key_prefix ? cfg->redis.key_prefix : "sluice:");
         if (!w->rl_redis)
             return UV_ENOMEM;
     }
@@ -687,7 +685,8 @@ static int gen_start(server_t *s, gen_t *g)
         int index = index_take(s);
         if (index < 0) {
             sl_log_error("no free thread slot (%d in use): a previous generation is still "
-                         "draining", SL_MAX_THREADS - 1);
+                         "draining",
+                         SL_MAX_THREADS - 1);
             rc = SL_EINVAL;
             break;
         }
@@ -842,8 +841,12 @@ int64_t sl_server_reload(void *server, const char *why, char *err, size_t cap)
                 "unchanged, state kept; cache %s; rate-limit table %s); generation %llu "
                 "drains",
                 why, (unsigned long long)g->id, g->nworkers, g->carried, g->gw.up.nservices,
-                !g->gw.cache ? "off" : g->gw.cache == prev->gw.cache ? "kept" : "new",
-                !g->gw.rl ? "off" : g->gw.rl == prev->gw.rl ? "kept" : "new",
+                !g->gw.cache                    ? "off"
+                : g->gw.cache == prev->gw.cache ? "kept"
+                                                : "new",
+                !g->gw.rl                 ? "off"
+                : g->gw.rl == prev->gw.rl ? "kept"
+                                          : "new",
                 (unsigned long long)prev->id);
     return (int64_t)g->id;
 }
@@ -892,12 +895,13 @@ static void upgrade_failed(server_t *s, const char *why)
                      (int)s->up_pid, why, (int)getpid());
     } else if (r == s->up_pid && WIFEXITED(st)) {
         sl_log_error("upgrade: the new process %d %s (exit status %d: %s); this one (%d) keeps "
-                     "serving", (int)s->up_pid, why, WEXITSTATUS(st),
+                     "serving",
+                     (int)s->up_pid, why, WEXITSTATUS(st),
                      WEXITSTATUS(st) == 127 ? "could not run the binary" : "see its log above",
                      (int)getpid());
     } else {
-        sl_log_error("upgrade: the new process %d %s; this one (%d) keeps serving",
-                     (int)s->up_pid, why, (int)getpid());
+        sl_log_error("upgrade: the new process %d %s; this one (%d) keeps serving", (int)s->up_pid,
+                     why, (int)getpid());
     }
     s->upgrades_failed++;
     upgrade_end(s);
@@ -974,20 +978,22 @@ static void upgrade_start(server_t *s)
     for (int i = 0; i < g->nworkers && !bad; i++)
         for (uint32_t l = 0; l < g->workers[i].nlisten && !bad; l++) {
             int fd = g->workers[i].fds[l];
-            bad = nfds == MAXFD ||
-                  sl_inherit_append(list, cap, &off, fd, g->gw.cfg->listen[g->workers[i].lidx[l]].text);
+            bad = nfds == MAXFD || sl_inherit_append(list, cap, &off, fd,
+                                                     g->gw.cfg->listen[g->workers[i].lidx[l]].text);
             if (!bad)
                 fds[nfds++] = fd;
         }
     uv_os_fd_t afd = -1;
     if (!bad && s->admin_open && uv_fileno((uv_handle_t *)&s->admin, &afd) == 0) {
-        bad = nfds == MAXFD || sl_inherit_append(list, cap, &off, afd, g->gw.cfg->admin_listen.text);
+        bad =
+            nfds == MAXFD || sl_inherit_append(list, cap, &off, afd, g->gw.cfg->admin_listen.text);
         if (!bad)
             fds[nfds++] = afd;
     }
     int pfd[2] = {-1, -1};
     if (bad || pipe2(pfd, O_CLOEXEC) != 0) {
-        sl_log_error("upgrade: %s", bad ? "too many listening sockets to hand over" : strerror(errno));
+        sl_log_error("upgrade: %s",
+                     bad ? "too many listening sockets to hand over" : strerror(errno));
         free(list);
         return;
     }
@@ -1006,7 +1012,8 @@ static void upgrade_start(server_t *s)
     }
     size_t k = 0;
     for (size_t i = 0; i < nenv; i++)
-        if (strncmp(environ[i], "SLUICE_INHERIT=", 15) && strncmp(environ[i], "SLUICE_UPGRADE_FD=", 18))
+        if (strncmp(environ[i], "SLUICE_INHERIT=", 15) &&
+            strncmp(environ[i], "SLUICE_UPGRADE_FD=", 18))
             envp[k++] = environ[i];
     envp[k++] = list;
     envp[k++] = upfd;
@@ -1171,10 +1178,9 @@ static void collect_host_pools(sl_textbuf_t *t, server_t *s)
     sl_text_printf(t, "# HELP upstream_pool_capacity Keep-alive pool of the service: "
                       "keepalive x workers.\n# TYPE upstream_pool_capacity gauge\n");
     for (uint32_t i = 0; i < u->nservices; i++)
-        sl_text_printf(t, "upstream_pool_capacity{service=\"%s\"} %llu\n",
-                       u->services[i].conf->name,
-                       (unsigned long long)u->services[i].conf->keepalive *
-                           (unsigned long long)g->nworkers);
+        sl_text_printf(
+            t, "upstream_pool_capacity{service=\"%s\"} %llu\n", u->services[i].conf->name,
+            (unsigned long long)u->services[i].conf->keepalive * (unsigned long long)g->nworkers);
 }
 
 static int ndraining(const server_t *s)
@@ -1193,25 +1199,25 @@ static void collect(sl_textbuf_t *t, void *arg)
              idle = 0, bufs = 0, connects = s->retired.connects, reused = s->retired.reused,
              cerr = s->retired.cerr;
     for (gen_t *g = s->cur; g; g = g->next)
-    for (int i = 0; i < g->nworkers; i++) {
-        wctx_t *wc = &g->workers[i];
-        conns += __atomic_load_n(&wc->w.nconns, __ATOMIC_RELAXED);
-        acc += __atomic_load_n(&wc->accepted, __ATOMIC_RELAXED);
-        rej += __atomic_load_n(&wc->rejected, __ATOMIC_RELAXED);
-        inflight += __atomic_load_n(&wc->w.inflight, __ATOMIC_RELAXED);
-        bufs += __atomic_load_n(&wc->w.bufs.in_use, __ATOMIC_RELAXED);
-        if (__atomic_load_n(&wc->exited, __ATOMIC_ACQUIRE)) { /* up_final is written */
-            connects += wc->up_final.connects;
-            reused += wc->up_final.reused;
-            cerr += wc->up_final.connect_errors;
-        } else if (wc->w.proxy) {
-            idle += sl_upstream_worker_idle(&wc->w);
-            const sl_upstream_stats_t *st = sl_upstream_worker_stats(&wc->w);
-            connects += st->connects;
-            reused += st->reused;
-            cerr += st->connect_errors;
+        for (int i = 0; i < g->nworkers; i++) {
+            wctx_t *wc = &g->workers[i];
+            conns += __atomic_load_n(&wc->w.nconns, __ATOMIC_RELAXED);
+            acc += __atomic_load_n(&wc->accepted, __ATOMIC_RELAXED);
+            rej += __atomic_load_n(&wc->rejected, __ATOMIC_RELAXED);
+            inflight += __atomic_load_n(&wc->w.inflight, __ATOMIC_RELAXED);
+            bufs += __atomic_load_n(&wc->w.bufs.in_use, __ATOMIC_RELAXED);
+            if (__atomic_load_n(&wc->exited, __ATOMIC_ACQUIRE)) { /* up_final is written */
+                connects += wc->up_final.connects;
+                reused += wc->up_final.reused;
+                cerr += wc->up_final.connect_errors;
+            } else if (wc->w.proxy) {
+                idle += sl_upstream_worker_idle(&wc->w);
+                const sl_upstream_stats_t *st = sl_upstream_worker_stats(&wc->w);
+                connects += st->connects;
+                reused += st->reused;
+                cerr += st->connect_errors;
+            }
         }
-    }
     sl_text_printf(t,
                    "# HELP sluice_connections_active Client connections open now.\n"
                    "# TYPE sluice_connections_active gauge\nsluice_connections_active %llu\n"
@@ -1243,8 +1249,7 @@ static void collect(sl_textbuf_t *t, void *arg)
                    "# HELP sluice_buffers_in_use I/O buffers held by connections now.\n"
                    "# TYPE sluice_buffers_in_use gauge\nsluice_buffers_in_use %llu\n",
                    (unsigned long long)idle, (unsigned long long)connects,
-                   (unsigned long long)reused, (unsigned long long)cerr,
-                   (unsigned long long)bufs);
+                   (unsigned long long)reused, (unsigned long long)cerr, (unsigned long long)bufs);
     if (s->cur->gw.cfg->redis.enabled) {
         sl_rl_redis_stats_t sum = {0};
         for (int i = 0; i < s->cur->nworkers; i++) {
@@ -1281,10 +1286,9 @@ static void collect(sl_textbuf_t *t, void *arg)
                        "# HELP ratelimit_redis_connected Workers connected to Redis.\n"
                        "# TYPE ratelimit_redis_connected gauge\nratelimit_redis_connected %d\n",
                        (unsigned long long)sum.calls, (unsigned long long)sum.batches,
-                       (unsigned long long)sum.errors,
-                       (unsigned long long)sum.timeouts, (unsigned long long)sum.not_connected,
-                       sum.latency_us_sum / 1e6, (unsigned long long)sum.latency_count,
-                       sum.connected);
+                       (unsigned long long)sum.errors, (unsigned long long)sum.timeouts,
+                       (unsigned long long)sum.not_connected, sum.latency_us_sum / 1e6,
+                       (unsigned long long)sum.latency_count, sum.connected);
     }
     sl_text_printf(t,
                    "# HELP sluice_accesslog_dropped_total Access-log lines dropped because "
@@ -1329,9 +1333,8 @@ static void collect(sl_textbuf_t *t, void *arg)
                    "# HELP sluice_build_info Build information.\n"
                    "# TYPE sluice_build_info gauge\n"
                    "sluice_build_info{version=\"%s\",workers=\"%d\"} 1\n",
-                   cpu, rss_pages * sysconf(_SC_PAGESIZE), fds,
-                   (unsigned long long)rl.rlim_cur, (unsigned long long)s->start_time,
-                   SL_VERSION, s->cur->nworkers);
+                   cpu, rss_pages * sysconf(_SC_PAGESIZE), fds, (unsigned long long)rl.rlim_cur,
+                   (unsigned long long)s->start_time, SL_VERSION, s->cur->nworkers);
     sl_text_printf(t,
                    "# HELP sluice_reloads_total Configuration reloads (SIGHUP, sluice -s reload, "
                    "POST /api/reload) by result; a failed one leaves the running "
@@ -1410,8 +1413,7 @@ int sl_server_run(sl_config_t *cfg)
     signal(SIGPIPE, SIG_IGN);
     const char *inherit_env = getenv("SLUICE_INHERIT");
     if (inherit_env && sl_inherit_parse(inherit_env, strlen(inherit_env), &inherited) != 0) {
-        sl_log_error("SLUICE_INHERIT: malformed (\"%s\"); binding every address anew",
-                     inherit_env);
+        sl_log_error("SLUICE_INHERIT: malformed (\"%s\"); binding every address anew", inherit_env);
         memset(&inherited, 0, sizeof(inherited));
     }
     unsetenv("SLUICE_INHERIT"); /* not for the backends autoscale starts */
@@ -1472,8 +1474,7 @@ int sl_server_run(sl_config_t *cfg)
     sl_inherit_close_rest(&inherited); /* addresses this configuration no longer has */
     uv_tcp_init(&ctl->loop, &s->admin);
     s->admin.data = s;
-    if (uv_tcp_open(&s->admin, afd) ||
-        uv_listen((uv_stream_t *)&s->admin, 128, admin_connection)) {
+    if (uv_tcp_open(&s->admin, afd) || uv_listen((uv_stream_t *)&s->admin, 128, admin_connection)) {
         sl_log_error("admin listen %s: failed", cfg->admin_listen.text);
         return 1;
     }

@@ -59,10 +59,10 @@ static int autoscale_eq(const sl_autoscale_conf_t *a, const sl_autoscale_conf_t 
         return 0;
     if (!a->enabled)
         return 1;
-    if (!str_eq(a->command, b->command) || a->port_lo != b->port_lo ||
-        a->port_hi != b->port_hi || a->min != b->min || a->max != b->max ||
-        a->initial != b->initial || a->has_initial != b->has_initial || a->nenv != b->nenv ||
-        !str_eq(a->workdir, b->workdir) || a->metric != b->metric || a->target != b->target ||
+    if (!str_eq(a->command, b->command) || a->port_lo != b->port_lo || a->port_hi != b->port_hi ||
+        a->min != b->min || a->max != b->max || a->initial != b->initial ||
+        a->has_initial != b->has_initial || a->nenv != b->nenv || !str_eq(a->workdir, b->workdir) ||
+        a->metric != b->metric || a->target != b->target ||
         a->sync_period_ms != b->sync_period_ms || a->tolerance_pct != b->tolerance_pct ||
         !behavior_eq(&a->up, &b->up) || !behavior_eq(&a->down, &b->down) ||
         a->drain_timeout_ms != b->drain_timeout_ms || a->stop_grace_ms != b->stop_grace_ms)
@@ -75,10 +75,9 @@ static int autoscale_eq(const sl_autoscale_conf_t *a, const sl_autoscale_conf_t 
 
 int sl_config_service_equal(const sl_service_conf_t *a, const sl_service_conf_t *b)
 {
-    return str_eq(a->name, b->name) && a->balance == b->balance &&
-           a->keepalive == b->keepalive && a->connect_ms == b->connect_ms &&
-           a->send_ms == b->send_ms && a->read_ms == b->read_ms && a->retries == b->retries &&
-           a->retry_methods == b->retry_methods &&
+    return str_eq(a->name, b->name) && a->balance == b->balance && a->keepalive == b->keepalive &&
+           a->connect_ms == b->connect_ms && a->send_ms == b->send_ms && a->read_ms == b->read_ms &&
+           a->retries == b->retries && a->retry_methods == b->retry_methods &&
            a->retry_budget_percent == b->retry_budget_percent &&
            a->retry_budget_min == b->retry_budget_min && a->nfail_status == b->nfail_status &&
            memcmp(a->fail_status, b->fail_status, a->nfail_status * sizeof(uint16_t)) == 0 &&
@@ -110,8 +109,8 @@ int sl_config_cache_equal(const sl_config_t *a, const sl_config_t *b)
 static int limit_eq(const sl_limit_conf_t *a, const sl_limit_conf_t *b)
 {
     return a->key == b->key && str_eq(a->key_name, b->key_name) && a->count == b->count &&
-           a->period_ms == b->period_ms && a->burst == b->burst &&
-           a->has_burst == b->has_burst && a->dry_run == b->dry_run && str_eq(a->name, b->name);
+           a->period_ms == b->period_ms && a->burst == b->burst && a->has_burst == b->has_burst &&
+           a->dry_run == b->dry_run && str_eq(a->name, b->name);
 }
 
 int sl_config_ratelimits_equal(const sl_config_t *a, const sl_config_t *b)

@@ -137,9 +137,16 @@ static void test_inherit_parse(void **state)
     assert_int_equal(in.n, 0);
     assert_int_equal(sl_inherit_parse(";;", 2, &in), 0);
     assert_int_equal(in.n, 0);
-    static const char *bad[] = {"x:1.2.3.4:5", ":1.2.3.4:5", "5", "5:", "-5:a",
-                                "99999999:a", "5:a b", "1234567:a",
-                                "5:0123456789012345678901234567890123456789012345678901234567890123"};
+    static const char *bad[] = {
+        "x:1.2.3.4:5",
+        ":1.2.3.4:5",
+        "5",
+        "5:",
+        "-5:a",
+        "99999999:a",
+        "5:a b",
+        "1234567:a",
+        "5:0123456789012345678901234567890123456789012345678901234567890123"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(sl_inherit_parse(bad[i], strlen(bad[i]), &in), SL_EINVAL);
         assert_int_equal(in.n, 0);
@@ -229,8 +236,7 @@ static void test_service_state_carried(void **state)
     sl_upstreams_fold(&g2.up, &g1.up);
     assert_int_equal(find(a2, "127.0.0.1:9001")->requests, 47);
     /* Changed service: counters carried, health state and added servers not. */
-    assert_int_equal(sl_gateway_rebuild(&g3, load_with("interval: 1s", "interval: 3s"), 4, &g2),
-                     0);
+    assert_int_equal(sl_gateway_rebuild(&g3, load_with("interval: 1s", "interval: 3s"), 4, &g2), 0);
     assert_int_equal(sl_upstreams_carry(&g3.up, &g2.up), 1);
     sl_service_t *a3 = &g3.up.services[0];
     assert_int_equal(find(a3, "127.0.0.1:9001")->state, SL_SRV_CHECKING);
