@@ -2647,6 +2647,7 @@ static const struct field top_fields[] = {
     FLD_TABLE("admin", 0, &admin_table, 0),
     FLD_TABLE("limits", offsetof(sl_config_t, limits), &limits_table, 0),
     FLD_STRING("access_log", sl_config_t, access_log, F_OFF_NULL, check_nonempty),
+    FLD_STRING("pid_file", sl_config_t, pid_file, 0, check_nonempty),
     FLD_MAP("services", sl_config_t, services, nservices, &service_table, 0, MAX_ENTRIES,
             check_service_name),
     FLD_LIST("routes", sl_config_t, routes, nroutes, &route_table, 0, MAX_ENTRIES),
@@ -3211,6 +3212,7 @@ void sl_config_free(sl_config_t *cfg)
     free(cfg->redis.key_prefix);
     free(cfg->admin_token_env);
     free(cfg->access_log);
+    free(cfg->pid_file);
     free(cfg->path);
     free(cfg);
 }

@@ -299,6 +299,8 @@ typedef struct sl_config {
     char *admin_token_env;             /* NULL = no token required */
     sl_limits_conf_t limits;
     char *access_log;                  /* access_log: path, "stderr", or NULL = off */
+    char *pid_file;                    /* pid_file: written at start, removed at exit;
+                                        * `sluice -s reload` signals the PID in it */
     sl_service_conf_t *services;
     uint32_t nservices;
     sl_route_conf_t *routes;

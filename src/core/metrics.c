@@ -20,6 +20,14 @@ static sl_counter_t *counters, **counters_tail = &counters;
 static sl_hist_t *hists, **hists_tail = &hists;
 static collector_t *collectors, **collectors_tail = &collectors;
 
+/* Label texts by stable id, per kind; control thread only (ids are taken when a gateway
+ * is built or a server added, texts read at scrape time). Append-only until reset. */
+typedef struct label_table {
+    char **text;
+    uint32_t n;
+} label_table_t;
+static label_table_t label_tables[SL_LABELS__COUNT];
+
 void sl_text_append(sl_textbuf_t *t, const char *s, size_t n)
 {
     if (t->failed)
@@ -66,9 +74,19 @@ void sl_text_printf(sl_textbuf_t *t, const char *fmt, ...)
     sl_text_append(t, tmp, (size_t)n);
 }
 
+/* A family registered again under the same name (a gateway rebuilt on reload) is the
+ * same family: its series and per-thread slots go on, so counters never go backwards and
+ * a thread slot reused by a later worker adds to what it held. The newest label function
+ * wins; it must name the same keys the same way (stable label ids, see below). */
 sl_counter_t *sl_metrics_counter(const char *name, const char *help, sl_label_fn labels,
                                  void *arg)
 {
+    for (sl_counter_t *e = counters; e; e = e->next)
+        if (strcmp(e->name, name) == 0) {
+            e->labels = labels;
+            e->label_arg = arg;
+            return e;
+        }
     sl_counter_t *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
@@ -76,7 +94,9 @@ sl_counter_t *sl_metrics_counter(const char *name, const char *help, sl_label_fn
     c->help = help;
     c->labels = labels;
     c->label_arg = arg;
-    *counters_tail = c;
+    /* Published with release: a worker of a new generation may be walking the list in
+     * sl_metrics_thread_init while a reload registers families. */
+    __atomic_store_n(counters_tail, c, __ATOMIC_RELEASE);
     counters_tail = &c->next;
     return c;
 }
@@ -84,6 +104,12 @@ sl_counter_t *sl_metrics_counter(const char *name, const char *help, sl_label_fn
 sl_hist_t *sl_metrics_hist(const char *name, const char *help, uint32_t nlabels,
                            sl_label_fn labels, void *arg)
 {
+    for (sl_hist_t *e = hists; e; e = e->next)
+        if (strcmp(e->name, name) == 0) {
+            e->labels = labels;
+            e->label_arg = arg;
+            return e; /* nlabels stays: label ids are stable, see sl_label_id */
+        }
     sl_hist_t *h = calloc(1, sizeof(*h));
     if (!h)
         return NULL;
@@ -92,13 +118,30 @@ sl_hist_t *sl_metrics_hist(const char *name, const char *help, uint32_t nlabels,
     h->nlabels = nlabels ? nlabels : 1;
     h->labels = labels;
     h->label_arg = arg;
-    *hists_tail = h;
+    __atomic_store_n(hists_tail, h, __ATOMIC_RELEASE);
     hists_tail = &h->next;
     return h;
 }
 
+void sl_metrics_collector_remove(sl_collect_fn fn, void *arg)
+{
+    for (collector_t **pp = &collectors; *pp; pp = &(*pp)->next) {
+        collector_t *c = *pp;
+        if (c->fn == fn && c->arg == arg) {
+            *pp = c->next;
+            if (collectors_tail == &c->next)
+                collectors_tail = pp;
+            free(c);
+            return;
+        }
+    }
+}
+
 void sl_metrics_collector(sl_collect_fn fn, void *arg)
 {
+    for (collector_t *c = collectors; c; c = c->next)
+        if (c->fn == fn && c->arg == arg)
+            return;
     collector_t *c = calloc(1, sizeof(*c));
     if (!c)
         return;
@@ -111,10 +154,12 @@ void sl_metrics_collector(sl_collect_fn fn, void *arg)
 int sl_metrics_thread_init(void)
 {
     int t = sl_thread_index;
-    for (sl_counter_t *c = counters; c; c = c->next)
+    for (sl_counter_t *c = __atomic_load_n(&counters, __ATOMIC_ACQUIRE); c;
+         c = __atomic_load_n(&c->next, __ATOMIC_ACQUIRE))
         if (!c->slots[t] && !(c->slots[t] = calloc(SL_COUNTER_SLOTS, sizeof(sl_counter_slot_t))))
             return -5;
-    for (sl_hist_t *h = hists; h; h = h->next)
+    for (sl_hist_t *h = __atomic_load_n(&hists, __ATOMIC_ACQUIRE); h;
+         h = __atomic_load_n(&h->next, __ATOMIC_ACQUIRE))
         if (!h->cells[t] && !(h->cells[t] = calloc(h->nlabels, sizeof(sl_hist_cell_t))))
             return -5;
     return 0;
@@ -144,6 +189,44 @@ void sl_metrics_reset(void)
         free(c);
     }
     collectors_tail = &collectors;
+    for (int t = 0; t < SL_LABELS__COUNT; t++) {
+        for (uint32_t i = 0; i < label_tables[t].n; i++)
+            free(label_tables[t].text[i]);
+        free(label_tables[t].text);
+        label_tables[t].text = NULL;
+        label_tables[t].n = 0;
+    }
+}
+
+/* ---- stable label ids ---- */
+
+uint64_t sl_label_overflow;
+
+uint32_t sl_label_id(int table, const char *text)
+{
+    label_table_t *t = &label_tables[table];
+    for (uint32_t i = 1; i < t->n; i++)
+        if (strcmp(t->text[i], text) == 0)
+            return i;
+    if (!t->text) {
+        t->text = calloc(SL_LABEL_IDS, sizeof(char *));
+        if (!t->text)
+            return 0;
+        t->n = 1; /* id 0: none ("unmatched", "other") */
+    }
+    char *dup = t->n < SL_LABEL_IDS ? strdup(text) : NULL;
+    if (!dup) {
+        sl_label_overflow++;
+        return 0;
+    }
+    t->text[t->n] = dup;
+    return t->n++;
+}
+
+const char *sl_label_text(int table, uint32_t id)
+{
+    const label_table_t *t = &label_tables[table];
+    return id && id < t->n ? t->text[id] : NULL;
 }
 
 typedef struct kv {

@@ -68,9 +68,25 @@ sl_counter_t *sl_metrics_counter(const char *name, const char *help, sl_label_fn
                                  void *arg);
 sl_hist_t *sl_metrics_hist(const char *name, const char *help, uint32_t nlabels,
                            sl_label_fn labels, void *arg);
+/* Add fn(arg) to what a scrape renders (once: the same pair again is ignored). */
 void sl_metrics_collector(sl_collect_fn fn, void *arg);
+/* Remove the collector fn(arg) (its object is being freed, e.g. an old gateway). */
+void sl_metrics_collector_remove(sl_collect_fn fn, void *arg);
 /* Free every family (tests, shutdown). */
 void sl_metrics_reset(void);
+
+/* Stable label ids. Series keyed by a route, limit or server use an id taken from a
+ * process-wide table by the label's text, not the object's index in one gateway: a
+ * configuration reloaded with routes reordered, added or removed keeps each series on its
+ * name, and two generations of workers serving at once add into the same series.
+ * Id 0 means none ("unmatched"/"other"), and is also what a full table gives (counted in
+ * sl_label_overflow). Control thread only. */
+#define SL_LABEL_IDS 1024 /* ids per kind, over the life of the process */
+enum { SL_LABELS_ROUTE = 0, SL_LABELS_LIMIT, SL_LABELS_SERVER, SL_LABELS__COUNT };
+uint32_t sl_label_id(int table, const char *text);
+/* The text of id, or NULL for 0 or an id never given. */
+const char *sl_label_text(int table, uint32_t id);
+extern uint64_t sl_label_overflow;
 
 /* Allocate the calling thread's storage for every family now (each thread calls it
  * once before serving), so the hot path never allocates. Returns 0 or SL_ENOMEM. */

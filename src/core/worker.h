@@ -27,6 +27,10 @@ typedef struct sl_worker {
     void *alerts;          /* control thread: the alert rules (ops/alerts.c) */
     void *autoscale;       /* control thread: the backend supervisor (ops/autoscale.c), or NULL */
     int nworkers;          /* control thread: serving loops */
+    /* control thread: reload the configuration from its file (server.c), as SIGHUP does;
+     * returns the new generation (> 0), or a negative SL_E* code with a one-line reason
+     * in err (the errors themselves are logged) */
+    int64_t (*reload)(struct sl_worker *control, const char *why, char *err, size_t cap);
     uint64_t conns_active; /* control thread: client connections, refreshed every second */
     uint64_t start_unix_ms;
     uint64_t inflight;     /* exchanges dispatched and not yet done */

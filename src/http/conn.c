@@ -1215,14 +1215,28 @@ void sl_conn_start(sl_conn_t *c, sl_worker_t *w, const sl_conn_cfg_t *cfg)
     read_start(c);
 }
 
-void sl_conn_drain_all(sl_worker_t *w)
+void sl_conn_drain_all(sl_worker_t *w, uint64_t idle_grace_ms)
 {
     sl_conn_t *c = w->conns;
     while (c) {
         sl_conn_t *next = c->next;
-        if (c->state == ST_H2)
-            sl_h2_drain(c);
-        else if (c->state == ST_IDLE && c->pending_writes == 0)
+        if (c->state == ST_H2) {
+            sl_h2_drain(c); /* GOAWAY: open streams finish, no new ones */
+            c = next;
+            continue;
+        }
+        if (idle_grace_ms && c->state == ST_IDLE && c->pending_writes == 0) {
+            c->keepalive = 0;
+            if (idle_grace_ms < c->cfg->idle_timeout_ms)
+                set_deadline(c, idle_grace_ms);
+            c = next;
+            continue;
+        }
+        /* Idle between requests: close. A connection accepted a moment before the drain
+         * that has sent nothing yet is not idle, its request is on the way (a reload
+         * stops accepting while clients still connect): it gets that one answer, with
+         * Connection: close, or its header_timeout. */
+        if (c->state == ST_IDLE && c->pending_writes == 0 && c->requests > 0)
             conn_close(c);
         else
             c->keepalive = 0;

@@ -161,9 +161,15 @@ void sl_conn_resume(sl_exchange_t *x);
 void sl_conn_tunnel(sl_exchange_t *x);
 /* Keep-alive decision for the answer to x (client version, Connection, draining). */
 int sl_conn_keepalive(const sl_exchange_t *x);
-/* Close every idle connection of the worker and make the rest close after their
- * current response (graceful drain). */
-void sl_conn_drain_all(sl_worker_t *w);
+/* Graceful drain: make every connection close after its current (or next) response.
+ * idle_grace_ms = 0 (shutdown): idle keep-alive connections are closed now.
+ * idle_grace_ms > 0 (a reload hands over to a new generation): an idle keep-alive
+ * connection may still send one request within that time, answered with
+ * Connection: close, and is closed when it expires. A client closing to send a request
+ * on a kept-alive connection is a race HTTP lets it lose (RFC 9112 9.3.1: it may only
+ * retry); clients that keep sending never meet it this way. An HTTP/2 session gets
+ * GOAWAY: its open streams finish, new ones are refused. */
+void sl_conn_drain_all(sl_worker_t *w, uint64_t idle_grace_ms);
 /* 1 while x, whose x->id was id when read, is still the connection's live exchange: for
  * a handler that held x across an asynchronous decision and must not touch it if it
  * ended meanwhile (x may be freed memory; it is compared, not read, until known live). */

@@ -63,6 +63,7 @@ struct sl_tls_listener {
     uint8_t alpn[SL_TLS_MAX_ALPN];
     uint32_t nalpn;
     struct sl_tls_listener *next; /* registry, for the expiry gauge */
+    int retired;                  /* a newer generation's listener serves its address */
 };
 
 struct sl_tls_conn {
@@ -110,6 +111,8 @@ static void collect_expiry(sl_textbuf_t *t, void *arg)
                       "# TYPE tls_certificate_expiry_seconds gauge\n");
     pthread_mutex_lock(&reg_mu);
     for (sl_tls_listener_t *l = registry; l; l = l->next) {
+        if (l->retired)
+            continue; /* its series is the newer listener's: never two of one name */
         pthread_mutex_lock(&l->mu);
         const cert_set_t *set = SSL_CTX_get_ex_data(l->current, set_index);
         for (uint32_t i = 0; set && i < set->nctx; i++) {
@@ -453,6 +456,15 @@ oom:
     snprintf(err, errlen, "out of memory");
     sl_tls_listener_free(l);
     return NULL;
+}
+
+void sl_tls_listener_retire(sl_tls_listener_t *l)
+{
+    if (!l)
+        return;
+    pthread_mutex_lock(&reg_mu);
+    l->retired = 1;
+    pthread_mutex_unlock(&reg_mu);
 }
 
 void sl_tls_listener_free(sl_tls_listener_t *l)

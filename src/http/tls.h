@@ -30,6 +30,9 @@ void sl_tls_metrics_init(void);
 sl_tls_listener_t *sl_tls_listener_new(const char *name, const sl_tls_conf_t *conf, char *err,
                                        size_t errlen);
 /* Drop the listener; connections that still use its certificates keep them alive. */
+/* l stays in use for its connections, but a newer listener (a reload) now reports the
+ * certificates of its address: leave it out of tls_certificate_expiry_seconds. */
+void sl_tls_listener_retire(sl_tls_listener_t *l);
 void sl_tls_listener_free(sl_tls_listener_t *l);
 
 /* Re-read every certificate and key file of the n listeners (ls[i] may be NULL: a plain

@@ -986,6 +986,27 @@ static void method_not_allowed(sl_exchange_t *x, const char *allow)
     reply_error(x, 405, hdr, "method not allowed (allowed: %s)", allow);
 }
 
+/* POST /api/reload: what SIGHUP does, answered with the outcome. The reload runs here, on
+ * the control thread, before the answer: 200 {"result":"ok","generation":N} once the new
+ * generation of workers serves, 400 {"error":...} when the file is invalid (each error
+ * is in the log) and the running configuration stays. */
+static void api_reload(sl_exchange_t *x)
+{
+    sl_worker_t *w = x->conn->w;
+    char err[300] = "";
+    if (!w->reload) {
+        reply_error(x, 503, NULL, "reload is not available");
+        return;
+    }
+    int64_t gen = w->reload(w, "admin API", err, sizeof(err));
+    if (gen < 0) {
+        reply_error(x, 400, NULL, "reload failed: %s", err);
+        return;
+    }
+    reply_json(x, 200, json_pack("{s:s,s:I}", "result", "ok", "generation", (json_int_t)gen),
+               NULL);
+}
+
 static void api_handle(sl_exchange_t *x)
 {
     const sl_http_request_t *r = &x->req;
@@ -1019,6 +1040,14 @@ static void api_handle(sl_exchange_t *x)
             return;
         }
         collect_body(x, "", 0, purge_cache);
+        return;
+    }
+    if (nseg == 1 && seg[0].len == 6 && memcmp(seg[0].p, "reload", 6) == 0) {
+        if (m != SL_M_POST) {
+            method_not_allowed(x, "POST");
+            return;
+        }
+        api_reload(x);
         return;
     }
     if (!(seg[0].len == 8 && memcmp(seg[0].p, "services", 8) == 0) ||

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/config_diff.h"
 #include "../core/log.h"
 #include "hpa.h"
 
@@ -741,6 +742,65 @@ void sl_autoscale_collect(sl_textbuf_t *t, void *arg)
             uint64_t v = ci == 0 ? s->starts : ci == 1 ? s->crashes : s->start_failures;
             sl_text_printf(t, "%s{service=\"%s\"} %llu\n", counters[ci][0], s->svc->conf->name,
                            (unsigned long long)v);
+        }
+    }
+}
+
+/* ---- reload ---- */
+
+static const sl_service_t *find_service(const sl_gateway_t *g, const char *name)
+{
+    for (uint32_t i = 0; i < g->up.nservices; i++)
+        if (strcmp(g->up.services[i].conf->name, name) == 0)
+            return &g->up.services[i];
+    return NULL;
+}
+
+int sl_autoscale_can_rebind(const sl_autoscale_t *as, const sl_gateway_t *g)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < g->up.nservices; i++)
+        n += g->up.services[i].conf->autoscale.enabled ? 1 : 0;
+    if (!as || as->stopping || n != as->nsvcs)
+        return 0;
+    for (uint32_t i = 0; i < as->nsvcs; i++) {
+        const sl_service_t *svc = find_service(g, as->svcs[i].svc->conf->name);
+        if (!svc || !sl_config_service_equal(svc->conf, as->svcs[i].svc->conf))
+            return 0;
+    }
+    return 1;
+}
+
+/* The server of svc at addr in either pool, whatever its state (an instance's slot). */
+static sl_server_t *slot_of_addr(sl_service_t *svc, const char *addr)
+{
+    sl_pool_t *pools[2] = {&svc->primary, &svc->read};
+    for (int p = 0; p < 2; p++)
+        for (uint32_t k = 0; pools[p]->slots && k < pools[p]->n; k++)
+            if (strcmp(pools[p]->slots[k].conf.addr.text, addr) == 0)
+                return &pools[p]->slots[k];
+    return NULL;
+}
+
+void sl_autoscale_rebind(sl_autoscale_t *as, sl_gateway_t *g, int nworkers)
+{
+    as->g = g;
+    as->nworkers = nworkers;
+    for (uint32_t i = 0; i < as->nsvcs; i++) {
+        asvc_t *s = &as->svcs[i];
+        sl_service_t *svc = (sl_service_t *)find_service(g, s->svc->conf->name);
+        s->svc = svc; /* sl_autoscale_can_rebind said it is there */
+        s->conf = &svc->conf->autoscale;
+        hpa_conf_of(&s->hc, s->conf); /* the same values; the decisions' state stays */
+        for (uint32_t k = 0; k < s->ninst; k++) {
+            inst_t *in = &s->inst[k];
+            if (!in->server)
+                continue;
+            /* sl_upstreams_carry brought the instance's server over with its state; a
+             * REMOVED one was not, and a start finds or adds its slot again. */
+            char addr[64];
+            snprintf(addr, sizeof(addr), "127.0.0.1:%u", in->port);
+            in->server = slot_of_addr(svc, addr);
         }
     }
 }

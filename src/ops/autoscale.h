@@ -24,6 +24,15 @@ typedef struct sl_autoscale sl_autoscale_t;
  * autoscales (nothing to do) or out of memory (*err set). */
 sl_autoscale_t *sl_autoscale_start(uv_loop_t *loop, sl_gateway_t *g, int nworkers, int *err);
 
+/* Reload: 1 when as can go on with gateway g instead of the one it was started with: g
+ * has the same autoscaled services, each with an unchanged configuration
+ * (sl_config_service_equal), so its running instances stay as they are. */
+int sl_autoscale_can_rebind(const sl_autoscale_t *as, const sl_gateway_t *g);
+/* Move as to g (after sl_autoscale_can_rebind, and after sl_upstreams_carry carried the
+ * instances' servers into g): its instances, their processes and the HPA's state stay;
+ * from now on it reads and changes g's services. Control thread. */
+void sl_autoscale_rebind(sl_autoscale_t *as, sl_gateway_t *g, int nworkers);
+
 /* Stop every instance (SIGTERM, then SIGKILL after stop_grace) and free everything once
  * they are gone: the loop keeps running until then, since their process handles are open.
  * as must not be used after this call. Safe with NULL. */

@@ -67,7 +67,19 @@ const sl_sample_t *sl_sampler_at(const sl_sampler_t *s, size_t ago)
     return ago < s->n ? &s->ring[slot_of(s, ago)] : NULL;
 }
 
-/* http_requests_total's key: route + 1 (0 = none) << 24 | method << 16 | status. */
+/* The index in s->g of the route with label id mid; nroutes for 0 (unmatched); -1 for a
+ * route an earlier configuration had (its series live on in the shared family). */
+static int64_t route_of(const sl_sampler_t *s, uint32_t mid)
+{
+    if (!mid)
+        return s->nroutes;
+    for (uint32_t i = 0; i < s->nroutes; i++)
+        if (s->g->routes[i].mid == mid)
+            return i;
+    return -1;
+}
+
+/* http_requests_total's key: route label id (0 = none) << 24 | method << 16 | status. */
 static void add_request(uint64_t key, uint64_t val, void *arg)
 {
     sl_sampler_t *s = arg;
@@ -75,8 +87,9 @@ static void add_request(uint64_t key, uint64_t val, void *arg)
     unsigned status = (unsigned)(key & 0xffff), cls = status / 100;
     if (cls > 5)
         cls = 0;
-    uint32_t r = route && route <= s->nroutes ? route - 1 : s->nroutes;
-    s->now_routes[r].cls[cls] += val;
+    int64_t r = route_of(s, route);
+    if (r >= 0)
+        s->now_routes[r].cls[cls] += val;
 }
 
 void sl_host_cpu(uint64_t *busy, uint64_t *total)
@@ -130,7 +143,7 @@ void sl_sampler_take(sl_sampler_t *s, uint64_t now_ms, uint64_t unix_ms)
         sl_counter_foreach(g->m_requests, add_request, s);
     for (uint32_t i = 0; g->m_duration && i <= s->nroutes; i++) {
         sl_hist_cell_t cell;
-        sl_hist_read(g->m_duration, i, &cell);
+        sl_hist_read(g->m_duration, i < s->nroutes ? g->routes[i].mid : 0, &cell);
         memcpy(s->now_routes[i].bucket, cell.bucket, sizeof(cell.bucket));
     }
     sl_sample_t *x = &s->ring[s->head];

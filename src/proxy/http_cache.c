@@ -309,13 +309,23 @@ static void collect(sl_textbuf_t *t, void *arg)
 
 /* ---- set-up ---- */
 
-int sl_hcache_new(const sl_config_t *cfg, int nthreads, sl_hcache_t **out)
+int sl_hcache_wanted(const sl_config_t *cfg)
 {
-    *out = NULL;
     int any = 0;
     for (uint32_t i = 0; i < cfg->nroutes; i++)
         any |= cfg->routes[i].cache.enabled | cfg->routes[i].dedupe;
-    if (!any)
+    return any;
+}
+
+void sl_hcache_unpublish(sl_hcache_t *hc)
+{
+    sl_metrics_collector_remove(collect, hc);
+}
+
+int sl_hcache_new(const sl_config_t *cfg, int nthreads, sl_hcache_t **out)
+{
+    *out = NULL;
+    if (!sl_hcache_wanted(cfg))
         return 0;
     if (nthreads <= 0 || nthreads > MAX_WORKERS)
         return SL_EINVAL;
@@ -399,6 +409,7 @@ void sl_hcache_free(sl_hcache_t *hc)
 {
     if (!hc)
         return;
+    sl_metrics_collector_remove(collect, hc);
     for (int i = 0; hc->wq && i < hc->nthreads; i++) {
         hc_wq_t *q = &hc->wq[i];
         for (hc_wait_t *n = q->head, *next; n; n = next) {

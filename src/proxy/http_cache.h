@@ -34,6 +34,10 @@ enum sl_hc_result {
 int sl_hcache_new(const sl_config_t *cfg, int nthreads, sl_hcache_t **out);
 /* After every worker closed its wake handle. NULL is ignored. */
 void sl_hcache_free(sl_hcache_t *hc);
+/* 1 when some route of cfg caches or dedupes (sl_hcache_new would build a cache). */
+int sl_hcache_wanted(const sl_config_t *cfg);
+/* Take hc's scrape-time gauges out of the exposition (a reload replaced it). */
+void sl_hcache_unpublish(sl_hcache_t *hc);
 
 /* A worker's wake handle (on w->loop), and its close (when the worker drains: later fills
  * find the handle closed and drop what they would have handed over). */

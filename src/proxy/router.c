@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <stdlib.h>
 
+#include "../core/config_diff.h"
 #include "../core/log.h"
 #include "../policy/ratelimit_redis.h"
 #include "proxy.h"
@@ -37,39 +38,35 @@ static inline rt_state_t *RS(sl_exchange_t *x)
 static const char *method_names[SL_M__COUNT] = {"OTHER", "GET",   "HEAD",    "POST",    "PUT",
                                                 "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"};
 
-/* Label key of http_requests_total: route+1 (0 = none) << 24 | method << 16 | status. */
+/* Label key of http_requests_total: the route's label id (0 = none) << 24 | method << 16 |
+ * status. Ids, not indexes, so a reload that reorders routes keeps each series. */
 static size_t request_labels(uint64_t key, char *out, size_t cap, void *arg)
 {
-    const sl_gateway_t *g = arg;
+    (void)arg;
     uint32_t route = (uint32_t)(key >> 24);
     unsigned method = (unsigned)(key >> 16) & 0xff, status = (unsigned)key & 0xffff;
-    const char *rname = route && route <= g->nroutes ? sl_route_label(&g->routes[route - 1])
-                                                     : "unmatched";
+    const char *rname = sl_label_text(SL_LABELS_ROUTE, route);
+    if (!rname)
+        rname = "unmatched";
     int n = snprintf(out, cap, "route=\"%s\",method=\"%s\",status=\"%u\"", rname,
                      method < SL_M__COUNT ? method_names[method] : "OTHER", status);
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
+/* By the server's label id (sl_server_t.mid), whose text is the label set itself. */
 static size_t server_labels(uint64_t id, char *out, size_t cap, void *arg)
 {
-    const sl_gateway_t *g = arg;
-    if (id >= __atomic_load_n(&g->up.nservers, __ATOMIC_ACQUIRE))
-        return 0;
-    const sl_server_t *s = g->up.servers[id];
-    const sl_service_t *svc = NULL;
-    for (uint32_t i = 0; i < g->up.nservices && !svc; i++)
-        if (s->pool == &g->up.services[i].primary || s->pool == &g->up.services[i].read)
-            svc = &g->up.services[i];
-    int n = snprintf(out, cap, "service=\"%s\",server=\"%s\"", svc ? svc->conf->name : "",
-                     s->conf.addr.text);
+    (void)arg;
+    const char *t = sl_label_text(SL_LABELS_SERVER, (uint32_t)id);
+    int n = snprintf(out, cap, "%s", t ? t : "service=\"\",server=\"other\"");
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
 static size_t route_labels(uint64_t i, char *out, size_t cap, void *arg)
 {
-    const sl_gateway_t *g = arg;
-    int n = snprintf(out, cap, "route=\"%s\"",
-                     i < g->nroutes ? sl_route_label(&g->routes[i]) : "unmatched");
+    (void)arg;
+    const char *t = sl_label_text(SL_LABELS_ROUTE, (uint32_t)i);
+    int n = snprintf(out, cap, "route=\"%s\"", t ? t : "unmatched");
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
@@ -77,9 +74,9 @@ static size_t route_labels(uint64_t i, char *out, size_t cap, void *arg)
 
 static size_t limit_labels(uint64_t key, char *out, size_t cap, void *arg)
 {
-    const sl_gateway_t *g = arg;
-    int n = snprintf(out, cap, "limit=\"%s\"",
-                     key < g->nall_limits ? g->all_limits[key]->name : "unknown");
+    (void)arg;
+    const char *t = sl_label_text(SL_LABELS_LIMIT, (uint32_t)key);
+    int n = snprintf(out, cap, "limit=\"%s\"", t ? t : "unknown");
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
@@ -133,7 +130,7 @@ static char *read_file(const char *path, size_t max)
     return buf;
 }
 
-static int build_policies(sl_gateway_t *g)
+static int build_policies(sl_gateway_t *g, const sl_gateway_t *prev)
 {
     const sl_config_t *cfg = g->cfg;
     if (cfg->auth.jwt) {
@@ -171,11 +168,24 @@ static int build_policies(sl_gateway_t *g)
     for (uint32_t r = 0; r < cfg->nroutes; r++)
         total += cfg->routes[r].nrate_limits;
     if (total) {
-        g->rl = sl_rl_new(cfg->limits.rate_limit_keys);
+        /* The same limits as the running gateway: share its table, so a reload neither
+         * forgives nor double-charges a client (limit ids, mixed into keys, match). */
+        if (prev && prev->rl && sl_config_ratelimits_equal(prev->cfg, cfg)) {
+            g->rl = prev->rl;
+            g->rl_refs = prev->rl_refs;
+            (*g->rl_refs)++;
+        } else {
+            g->rl = sl_rl_new(cfg->limits.rate_limit_keys);
+            g->rl_refs = calloc(1, sizeof(int));
+            if (g->rl_refs)
+                *g->rl_refs = 1;
+        }
         g->all_limits = calloc(total, sizeof(*g->all_limits));
         g->limit_state = calloc(total, sizeof(sl_rl_limit_t));
         g->heads = calloc(total, sizeof(sl_rl_head_t));
-        if (!g->rl || !g->all_limits || !g->limit_state || !g->heads)
+        g->limit_mid = calloc(total, sizeof(uint32_t));
+        if (!g->rl || !g->rl_refs || !g->all_limits || !g->limit_state || !g->heads ||
+            !g->limit_mid)
             return SL_ENOMEM;
         for (uint32_t i = 0; i < cfg->nrate_limits; i++)
             g->all_limits[g->nall_limits++] = &cfg->rate_limits[i];
@@ -192,15 +202,16 @@ static int build_policies(sl_gateway_t *g)
             if (hl < 0 || (size_t)hl >= sizeof(g->heads[i].text))
                 return SL_EINVAL; /* the loader keeps names to 64 bytes */
             g->heads[i].len = (uint32_t)hl;
+            g->limit_mid[i] = sl_label_id(SL_LABELS_LIMIT, l->name);
         }
         g->m_allowed = sl_metrics_counter("ratelimit_allowed_total",
-                                          "Requests a rate limit let through.", limit_labels, g);
+                                          "Requests a rate limit let through.", limit_labels, NULL);
         g->m_rejected = sl_metrics_counter("ratelimit_rejected_total",
                                            "Requests rejected (429) by a rate limit.",
-                                           limit_labels, g);
+                                           limit_labels, NULL);
         g->m_shadow = sl_metrics_counter("ratelimit_dry_run_rejected_total",
                                          "Requests a dry_run limit would have rejected.",
-                                         limit_labels, g);
+                                         limit_labels, NULL);
         g->m_fallback = sl_metrics_counter("ratelimit_redis_fallbacks_total",
                                            "Decisions made by the local limiter because Redis "
                                            "did not answer in time (on_failure: fail_open).",
@@ -312,6 +323,11 @@ static int label_json(sl_route_t *rt)
 
 int sl_gateway_build(sl_gateway_t *g, sl_config_t *cfg, int nthreads)
 {
+    return sl_gateway_rebuild(g, cfg, nthreads, NULL);
+}
+
+int sl_gateway_rebuild(sl_gateway_t *g, sl_config_t *cfg, int nthreads, const sl_gateway_t *prev)
+{
     memset(g, 0, sizeof(*g));
     g->cfg = cfg;
     if (sl_upstreams_build(&g->up, cfg, nthreads))
@@ -334,30 +350,50 @@ int sl_gateway_build(sl_gateway_t *g, sl_config_t *cfg, int nthreads)
         } else {
             g->routes[i].service = &g->up.services[cfg->routes[i].service_index];
         }
+        g->routes[i].mid = sl_label_id(SL_LABELS_ROUTE, sl_route_label(&g->routes[i]));
         if (label_json(&g->routes[i])) {
             sl_gateway_free(g);
             return SL_ENOMEM;
         }
     }
-    if (build_policies(g))
+    if (build_policies(g, prev))
         return SL_EINVAL;
     sl_static_metrics_init();
-    if (sl_hcache_new(cfg, nthreads, &g->cache))
-        return SL_ENOMEM;
+    if (prev && prev->cache && sl_config_cache_equal(prev->cfg, cfg) && sl_hcache_wanted(cfg)) {
+        /* The store is kept, objects and all: the section that sized it is the same. */
+        g->cache = prev->cache;
+        g->cache_refs = prev->cache_refs;
+        (*g->cache_refs)++;
+    } else {
+        if (sl_hcache_new(cfg, nthreads, &g->cache))
+            return SL_ENOMEM;
+        if (g->cache && !(g->cache_refs = calloc(1, sizeof(int))))
+            return SL_ENOMEM;
+        if (g->cache)
+            *g->cache_refs = 1;
+    }
     g->m_requests = sl_metrics_counter("http_requests_total",
                                        "HTTP requests answered, by route, method and status.",
-                                       request_labels, g);
+                                       request_labels, NULL);
     g->m_duration = sl_metrics_hist("http_request_duration_seconds",
                                     "Time from a complete request head to the end of the "
                                     "response, by route.",
-                                    g->nroutes + 1, route_labels, g);
+                                    SL_LABEL_IDS, route_labels, NULL);
     g->m_upstream = sl_metrics_hist("upstream_response_seconds",
                                     "Time from sending a request to a server to its answer's "
                                     "first byte, by server.",
-                                    g->up.cap ? g->up.cap : 1, server_labels, g);
+                                    SL_LABEL_IDS, server_labels, NULL);
     sl_proxy_metrics_register();
     sl_metrics_collector(sl_upstreams_collect, &g->up);
     return g->m_requests && g->m_duration && g->m_upstream ? 0 : SL_ENOMEM;
+}
+
+void sl_gateway_unpublish(sl_gateway_t *g, const sl_gateway_t *next)
+{
+    sl_metrics_collector_remove(collect_rl, g);
+    sl_metrics_collector_remove(sl_upstreams_collect, &g->up);
+    if (g->cache && (!next || next->cache != g->cache))
+        sl_hcache_unpublish(g->cache);
 }
 
 void sl_gateway_free(sl_gateway_t *g)
@@ -374,9 +410,19 @@ void sl_gateway_free(sl_gateway_t *g)
     }
     free(g->all_limits);
     free(g->heads);
-    sl_rl_free(g->rl);
+    free(g->limit_mid);
+    /* Its own collectors; the cache's goes with the cache (sl_hcache_free). */
+    sl_metrics_collector_remove(collect_rl, g);
+    sl_metrics_collector_remove(sl_upstreams_collect, &g->up);
+    if (g->rl_refs && --*g->rl_refs == 0) {
+        sl_rl_free(g->rl);
+        free(g->rl_refs);
+    }
     sl_jwt_free(g->jwt);
-    sl_hcache_free(g->cache);
+    if (g->cache_refs && --*g->cache_refs == 0) {
+        sl_hcache_free(g->cache);
+        free(g->cache_refs);
+    }
     sl_upstreams_free(&g->up);
     free(g->limit_state);
     free(g->routes);
@@ -572,10 +618,10 @@ static inline void report_allowed(sl_exchange_t *x, const sl_gateway_t *g, rt_st
     for (unsigned i = 0; i < rs->n; i++) {
         const sl_rl_check_t *c = &rs->checks[i];
         const sl_rl_limit_t *l = c->limit;
-        sl_counter_add(g->m_allowed, l->id, 1);
+        sl_counter_add(g->m_allowed, g->limit_mid[l->id], 1);
         if (SL_UNLIKELY(l->dry_run)) {
             if (!c->allowed) {
-                sl_counter_add(g->m_shadow, l->id, 1);
+                sl_counter_add(g->m_shadow, g->limit_mid[l->id], 1);
                 rs->rl_result = 3;
             }
             continue;
@@ -611,7 +657,7 @@ static __attribute__((noinline)) void reject(sl_exchange_t *x, const sl_gateway_
         const sl_rl_check_t *c = &rs->checks[i];
         if (c->allowed || c->limit->dry_run)
             continue;
-        sl_counter_add(g->m_rejected, c->limit->id, 1);
+        sl_counter_add(g->m_rejected, g->limit_mid[c->limit->id], 1);
         const char *name = g->all_limits[c->limit->id]->name;
         size_t nl = strlen(name);
         if (bl + nl + 8 < sizeof(body)) {
@@ -924,13 +970,13 @@ void sl_gateway_done(sl_exchange_t *x)
         sv = sl_proxy_server(x);
         up_us = sv ? sl_proxy_upstream_us(x) : 0;
         if (up_us)
-            sl_hist_observe(g->m_upstream, sv->id, up_us);
+            sl_hist_observe(g->m_upstream, sv->mid, up_us);
     }
-    uint64_t route = x->route >= 0 ? (uint64_t)x->route + 1 : 0;
+    uint64_t route = x->route >= 0 ? (uint64_t)g->routes[x->route].mid : 0;
     sl_counter_add(g->m_requests,
                    route << 24 | (uint64_t)x->req.method_id << 16 | (uint64_t)(x->status & 0xffff),
                    1);
-    sl_hist_observe(g->m_duration, x->route >= 0 ? (uint32_t)x->route : g->nroutes, dur_us);
+    sl_hist_observe(g->m_duration, (uint32_t)route, dur_us);
     if (sl_accesslog_enabled())
         access_log(x, g, dur_us, sv, up_us);
 }

@@ -19,6 +19,7 @@ typedef struct sl_route {
     sl_service_t *service;       /* NULL for a static route */
     struct sl_static_route *stat; /* the static: target, or NULL */
     uint32_t index;
+    uint32_t mid;            /* label id in the request metrics (sl_label_id) */
     /* Rate limits that apply on this route: the global ones, then its own. */
     uint32_t nlimits;
     sl_rl_limit_t *limits;
@@ -49,6 +50,9 @@ typedef struct sl_gateway {
     const sl_limit_conf_t **all_limits; /* by limit id: global ones, then each route's */
     sl_rl_limit_t *limit_state;         /* by limit id */
     sl_rl_head_t *heads;                /* by limit id */
+    uint32_t *limit_mid;                /* by limit id: label id in ratelimit_*_total */
+    int *rl_refs, *cache_refs;          /* gateways sharing rl / cache (a reload carried
+                                         * them over); the last one frees. Control thread */
     uint32_t nall_limits;
     sl_counter_t *m_allowed, *m_rejected, *m_shadow; /* ratelimit_*_total{limit} */
     sl_counter_t *m_fallback;  /* ratelimit_redis_fallbacks_total */
@@ -61,6 +65,17 @@ typedef struct sl_gateway {
 /* Build from cfg (owned by g afterwards) for nthreads thread slots (loop threads and the
  * control thread), registering the request metrics. 0 or SL_ENOMEM. */
 int sl_gateway_build(sl_gateway_t *g, sl_config_t *cfg, int nthreads);
+/* The same for a reload, with prev the running gateway (or NULL): the cache store is
+ * shared with prev when the `cache:` section is unchanged, the rate-limit table when the
+ * limits are. Services are always built new; the caller copies the run-time state of
+ * unchanged ones (sl_upstreams_carry). prev stays valid and serving: nothing of it is
+ * changed except the share counts. Control thread. */
+int sl_gateway_rebuild(sl_gateway_t *g, sl_config_t *cfg, int nthreads, const sl_gateway_t *prev);
+/* Take g's scrape-time collectors out of the exposition: next (or NULL) serves now, and
+ * shows the cache's gauges if it kept g's cache. g's counters stay in the shared
+ * families. Idempotent. */
+void sl_gateway_unpublish(sl_gateway_t *g, const sl_gateway_t *next);
+/* Free g and its configuration; shared parts go with their last user. */
 void sl_gateway_free(sl_gateway_t *g);
 
 /* The route's name in metrics, logs and alert selectors: its name, else its path prefix. */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/config_diff.h"
 #include "../core/log.h"
 #include "../core/metrics.h"
 
@@ -28,8 +29,16 @@ typedef struct up_worker {
 } up_worker_t;
 
 /* Fill slot i of pool from conf and give it the next global id. */
+/* The server's label id: its label set is the text, so a reload keeps the series. */
+static uint32_t server_mid(const char *service, const char *addr)
+{
+    char t[256];
+    snprintf(t, sizeof(t), "service=\"%s\",server=\"%s\"", service, addr);
+    return sl_label_id(SL_LABELS_SERVER, t);
+}
+
 static sl_server_t *slot_init(sl_upstreams_t *u, sl_pool_t *pool, const sl_server_conf_t *conf,
-                              int read_pool, uint32_t state)
+                              int read_pool, uint32_t state, const char *service)
 {
     uint32_t i = pool->n;
     sl_server_t *s = &pool->slots[i];
@@ -40,6 +49,7 @@ static sl_server_t *slot_init(sl_upstreams_t *u, sl_pool_t *pool, const sl_serve
     s->pool = pool;
     s->state = state;
     s->id = u->nservers;
+    s->mid = server_mid(service, conf->addr.text);
     u->servers[s->id] = s;
     __atomic_store_n(&u->nservers, s->id + 1, __ATOMIC_RELEASE);
     return s;
@@ -160,7 +170,7 @@ static int pool_build(sl_upstreams_t *u, sl_pool_t *pool, const sl_service_conf_
     /* With active checks a server earns traffic by passing them, at start too. */
     uint32_t state = sc->health.enabled ? SL_SRV_CHECKING : SL_SRV_UP;
     for (uint32_t j = 0; j < count; j++) {
-        sl_server_t *s = slot_init(u, pool, &list[j], read_pool, state);
+        sl_server_t *s = slot_init(u, pool, &list[j], read_pool, state, sc->name);
         s->origin = origin[j];
         pool->n++;
     }
@@ -326,6 +336,7 @@ int sl_upstreams_add(sl_upstreams_t *u, sl_service_t *svc, int read_pool,
         /* Field by field, state last: workers read state (acquire) before anything else of a
          * slot and skip a REMOVED one, so they never see it half rewritten. */
         s->conf = *conf;
+        s->mid = server_mid(svc->conf->name, conf->addr.text);
         s->origin = NULL;
         s->read_pool = (uint32_t)read_pool;
         __atomic_store_n(&s->fails, 0, __ATOMIC_RELAXED);
@@ -343,7 +354,7 @@ int sl_upstreams_add(sl_upstreams_t *u, sl_service_t *svc, int read_pool,
         __atomic_store_n(&s->gen, s->gen + 1, __ATOMIC_RELEASE);
         __atomic_store_n(&s->state, state, __ATOMIC_RELEASE);
     } else {
-        s = slot_init(u, pool, conf, read_pool, state);
+        s = slot_init(u, pool, conf, read_pool, state, svc->conf->name);
         __atomic_store_n(&pool->n, pool->n + 1, __ATOMIC_RELEASE);
     }
     if (pool->ops->changed)
@@ -815,4 +826,95 @@ void sl_upstreams_collect(sl_textbuf_t *t, void *arg)
                        u->services[i].conf->name,
                        (unsigned long long)__atomic_load_n(&u->services[i].budget_exhausted,
                                                            __ATOMIC_RELAXED));
+}
+
+/* ---- reload ---- */
+
+/* Copy what the running server `from` learned into its successor `to` (same service, same
+ * address): the counters always, so series never go backwards; the health state only
+ * when `health` (the service is unchanged, so the old verdicts still mean the same). */
+static void server_carry(sl_server_t *to, sl_server_t *from, int health)
+{
+    to->requests = from->carried_requests = __atomic_load_n(&from->requests, __ATOMIC_RELAXED);
+    to->failures = from->carried_failures = __atomic_load_n(&from->failures, __ATOMIC_RELAXED);
+    to->transitions = __atomic_load_n(&from->transitions, __ATOMIC_RELAXED);
+    to->hc_checks = __atomic_load_n(&from->hc_checks, __ATOMIC_RELAXED);
+    to->hc_failed = __atomic_load_n(&from->hc_failed, __ATOMIC_RELAXED);
+    if (!health)
+        return;
+    to->fails = __atomic_load_n(&from->fails, __ATOMIC_RELAXED);
+    to->window_start_ms = __atomic_load_n(&from->window_start_ms, __ATOMIC_RELAXED);
+    to->down_until_ms = __atomic_load_n(&from->down_until_ms, __ATOMIC_RELAXED);
+    to->hc_ok = from->hc_ok;
+    to->hc_fail = from->hc_fail;
+    to->hc_last_status = from->hc_last_status;
+    to->removed_ms = from->removed_ms;
+    to->state = __atomic_load_n(&from->state, __ATOMIC_ACQUIRE);
+}
+
+static void pool_carry(sl_upstreams_t *u, sl_service_t *to, sl_pool_t *np, sl_pool_t *op,
+                       int same, int read_pool)
+{
+    uint32_t on = op->slots ? __atomic_load_n(&op->n, __ATOMIC_ACQUIRE) : 0;
+    for (uint32_t i = 0; i < on; i++) {
+        sl_server_t *os = &op->slots[i];
+        sl_server_t *ns = NULL;
+        uint32_t nn = np->slots ? np->n : 0;
+        for (uint32_t k = 0; k < nn && !ns; k++)
+            if (strcmp(np->slots[k].conf.addr.text, os->conf.addr.text) == 0)
+                ns = &np->slots[k];
+        uint32_t st = __atomic_load_n(&os->state, __ATOMIC_ACQUIRE);
+        /* A server the API, DNS or the autoscaler added lives on while its service is
+         * unchanged (the autoscaler then goes on with it: sl_autoscale_rebind). */
+        if (!ns && same && !os->origin && st != SL_SRV_REMOVED)
+            sl_upstreams_add(u, to, read_pool, &os->conf, &ns);
+        if (ns)
+            server_carry(ns, os, same);
+    }
+    if (np->slots && np->ops && np->ops->changed)
+        np->ops->changed(np);
+}
+
+int sl_upstreams_carry(sl_upstreams_t *u, sl_upstreams_t *old)
+{
+    int carried = 0;
+    for (uint32_t i = 0; i < u->nservices; i++) {
+        sl_service_t *to = &u->services[i];
+        sl_service_t *from = NULL;
+        for (uint32_t k = 0; k < old->nservices && !from; k++)
+            if (strcmp(old->services[k].conf->name, to->conf->name) == 0)
+                from = &old->services[k];
+        if (!from)
+            continue;
+        int same = sl_config_service_equal(from->conf, to->conf);
+        to->retries_total = __atomic_load_n(&from->retries_total, __ATOMIC_RELAXED);
+        to->budget_exhausted = __atomic_load_n(&from->budget_exhausted, __ATOMIC_RELAXED);
+        pool_carry(u, to, &to->primary, &from->primary, same, 0);
+        pool_carry(u, to, &to->read, &from->read, same, 1);
+        carried += same;
+    }
+    return carried;
+}
+
+void sl_upstreams_fold(sl_upstreams_t *u, const sl_upstreams_t *old)
+{
+    for (uint32_t i = 0; i < old->nservices; i++) {
+        const sl_service_t *from = &old->services[i];
+        sl_service_t *to = sl_upstreams_find(u, from->conf->name, strlen(from->conf->name));
+        if (!to)
+            continue;
+        const sl_pool_t *pools[2] = {&from->primary, &from->read};
+        for (int p = 0; p < 2; p++)
+            for (uint32_t k = 0; pools[p]->slots && k < pools[p]->n; k++) {
+                const sl_server_t *os = &pools[p]->slots[k];
+                sl_server_t *ns = sl_upstreams_find_server(to, os->conf.addr.text,
+                                                           strlen(os->conf.addr.text));
+                if (!ns || os->requests < os->carried_requests)
+                    continue;
+                __atomic_add_fetch(&ns->requests, os->requests - os->carried_requests,
+                                   __ATOMIC_RELAXED);
+                __atomic_add_fetch(&ns->failures, os->failures - os->carried_failures,
+                                   __ATOMIC_RELAXED);
+            }
+    }
 }

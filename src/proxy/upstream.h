@@ -27,6 +27,17 @@ typedef struct sl_upstreams {
 int sl_upstreams_build(sl_upstreams_t *u, const sl_config_t *cfg, int nthreads);
 void sl_upstreams_free(sl_upstreams_t *u);
 
+/* Reload: u was just built from a new configuration, old serves the running one. For
+ * each service of u with a namesake in old, copy the servers' counters; when the service
+ * is unchanged (sl_config_service_equal) also their health (state, passive fails, check
+ * streaks) and the servers the API added. Control thread, before u's workers start.
+ * Returns how many services were unchanged. */
+int sl_upstreams_carry(sl_upstreams_t *u, sl_upstreams_t *old);
+/* When old's workers have all exited: add to u's servers what old's namesakes counted
+ * after sl_upstreams_carry copied them (requests its generation finished while it
+ * drained), so the per-server counters lose nothing. Control thread. */
+void sl_upstreams_fold(sl_upstreams_t *u, const sl_upstreams_t *old);
+
 /* Run-time changes. Control thread only; workers see them at their next pick. */
 sl_service_t *sl_upstreams_find(sl_upstreams_t *u, const char *name, size_t len);
 /* Add a server (conf copied) to svc's primary pool, or its read pool when read_pool.

@@ -28,6 +28,7 @@ enum sl_server_state {
 typedef struct sl_server {
     sl_server_conf_t conf;   /* own copy: servers added at run time have no config entry */
     uint32_t id;             /* global: index into every worker's keep-alive table */
+    uint32_t mid;            /* label id (service and address) in upstream metrics */
     uint32_t index;          /* slot in its pool */
     uint32_t state;          /* atomic: enum sl_server_state */
     uint32_t read_pool;      /* 1 when the server is in its service's read pool */
@@ -48,6 +49,8 @@ typedef struct sl_server {
     uint64_t warns_dropped;  /* atomic: warnings not logged since (rate limit) */
     /* counters for the API and metrics (atomic) */
     uint64_t requests, failures, transitions;
+    uint64_t carried_requests, carried_failures; /* control thread: requests, failures as a
+                                                  * reload copied them to a successor */
     uint32_t gen;            /* atomic: +1 each time the slot takes another address; a
                               * kept-alive connection of an older generation is closed */
     uint64_t removed_ms;     /* control thread: when it became REMOVED (monotonic ms) */
