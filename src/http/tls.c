@@ -491,32 +491,6 @@ void sl_tls_listener_free(sl_tls_listener_t *l)
     free(l);
 }
 
-int sl_tls_reload(sl_tls_listener_t *const *ls, uint32_t n)
-{
-    int failed = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        sl_tls_listener_t *l = ls[i];
-        char err[512];
-        if (!l)
-            continue;
-        SSL_CTX *fresh = build_set(l, err, sizeof(err));
-        if (!fresh) {
-            sl_log_error("tls reload: listen %s: %s; keeping the certificates in use", l->name,
-                         err);
-            failed++;
-            continue;
-        }
-        pthread_mutex_lock(&l->mu);
-        SSL_CTX *old = l->current;
-        l->current = fresh;
-        pthread_mutex_unlock(&l->mu);
-        SSL_CTX_free(old); /* lives on while connections started on it do */
-        sl_log_info("tls reload: listen %s: %u certificate(s) loaded for new connections", l->name,
-                    l->ncerts);
-    }
-    return -failed;
-}
-
 /* ---- connections ---- */
 
 sl_tls_conn_t *sl_tls_conn_new(sl_tls_listener_t *l)

@@ -19,13 +19,14 @@ typedef struct sl_tls_listener sl_tls_listener_t;
 typedef struct sl_tls_conn sl_tls_conn_t;
 
 /* Register the TLS metric families (they live until sl_metrics_reset). Call once per
- * server run, before worker threads start, when any listener uses TLS; a configuration
- * reload that builds new listeners must not call it again. */
+ * server run, before worker threads start (server.c does, whether or not a listener uses
+ * TLS yet: a reload may add one); a reload must not call it again. */
 void sl_tls_metrics_init(void);
 
 /* Build a listener (name: its address, for logs and metrics) from conf (checked by the config
  * loader, but files may have changed since): NULL on failure with the reason in err. conf must
- * outlive the listener only during this call and sl_tls_reload (everything needed later is copied).
+ * outlive the listener only during this call (everything needed later is copied). A
+ * configuration reload builds new listeners (server.c: one set per worker generation).
  */
 sl_tls_listener_t *sl_tls_listener_new(const char *name, const sl_tls_conf_t *conf, char *err,
                                        size_t errlen);
@@ -35,12 +36,6 @@ sl_tls_listener_t *sl_tls_listener_new(const char *name, const sl_tls_conf_t *co
 void sl_tls_listener_retire(sl_tls_listener_t *l);
 void sl_tls_listener_free(sl_tls_listener_t *l);
 
-/* Re-read every certificate and key file of the n listeners (ls[i] may be NULL: a plain
- * listener) and swap them in for new connections; connections already open keep the
- * certificates they started with. All or nothing per listener: a listener whose files
- * fail keeps its old certificates. Logs every error, and success. Control thread.
- * Returns 0, or the number of listeners that failed (negated). */
-int sl_tls_reload(sl_tls_listener_t *const *ls, uint32_t n);
 
 /* ---- one connection (its worker's loop only) ---- */
 

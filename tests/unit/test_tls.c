@@ -384,15 +384,6 @@ static void test_handshake_sni_alpn(void **state)
     handshake(l, "cn-only.test", "cn-only.test"); /* no SAN: the CN is the name */
     handshake(l, "nothing.test", "default.test");
     handshake(l, NULL, "default.test");
-    /* A reload that fails keeps the listener serving the old certificates. */
-    sl_tls_listener_t *ls[2] = {NULL, l};
-    assert_int_equal(sl_tls_reload(ls, 2), 0);
-    char path[128];
-    snprintf(path, sizeof(path), "%s/a.key", dir);
-    rename(path, "/tmp/sluice-test-tls-moved.key");
-    assert_int_equal(sl_tls_reload(ls, 2), -1);
-    handshake(l, "a.test", "a.test");
-    rename("/tmp/sluice-test-tls-moved.key", path);
     sl_tls_listener_free(l);
     sl_config_free(cfg);
 }
