@@ -141,18 +141,5 @@ scenario static-10k /static/ten.css ""
 scenario static-10k-gzip /static/fly.css "Accept-Encoding: gzip"
 scenario static-10k-gz /static/ten.css "Accept-Encoding: gzip"
 
-/usr/bin/python3 - "$OUT/raw.tsv" <<'EOF'
-import sys, statistics, collections
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])][1:]
-by = collections.defaultdict(dict)
-for sc, rnd, system, rps in rows:
-    by[sc].setdefault(rnd, {})[system] = float(rps)
-print("%-18s %12s %12s %10s %s" % ("scenario", "nginx req/s", "sluice req/s", "ratio", "(per-round ratios)"))
-for sc, rounds in by.items():
-    ng = [r["nginx"] for r in rounds.values()]
-    sl = [r["sluice"] for r in rounds.values()]
-    ratios = sorted(r["sluice"] / r["nginx"] for r in rounds.values())
-    print("%-18s %12.0f %12.0f %10.2f %s" % (sc, statistics.median(ng), statistics.median(sl),
-          statistics.median(ratios), " ".join("%.2f" % x for x in ratios)))
-EOF
+/usr/bin/python3 "$ROOT/bench/paired.py" "$OUT/raw.tsv"
 echo "raw: $OUT/raw.tsv"

@@ -471,13 +471,6 @@ int sl_compress_vary_has(const sl_http_header_t *resp, unsigned n)
     return LIST_HAS(resp, n, "vary", "accept-encoding") || LIST_HAS(resp, n, "vary", "*");
 }
 
-const char *sl_compress_variant(const sl_http_header_t *req, unsigned n, unsigned available)
-{
-    sl_compress_accept_t a;
-    sl_compress_accept_from(req, n, &a);
-    return sl_compress_token(sl_compress_choose(&a, available));
-}
-
 /* ---------------------------------------------------------------------------------------
  * ETag
  * ------------------------------------------------------------------------------------- */

@@ -16,7 +16,7 @@
  *      response *could* have been different for another Accept-Encoding)
  *   5. a compressed answer gets Content-Encoding: sl_compress_token(coding), loses its
  *      Content-Length (unknown until the encoder is done) and its ETag is rewritten with
- *      sl_compress_etag; the cache keys it with sl_compress_variant. */
+ *      sl_compress_etag; the cache stores it under Vary: Accept-Encoding. */
 #ifndef SL_COMPRESS_H
 #define SL_COMPRESS_H
 
@@ -188,15 +188,10 @@ int sl_compress_eligible(int method, int status, const sl_http_header_t *req, un
  * or "*" (which covers it), so the caller must not append another; else 0. */
 int sl_compress_vary_has(const sl_http_header_t *resp, unsigned n);
 
-/* The cache-variant token of a request with headers req[0..n) for a response available
- * in the given codings: sl_compress_token(sl_compress_choose(...)), i.e. "br", "gzip" or
- * "" (identity, including NOT_ACCEPTABLE answered with identity). The cache keys compressed
- * variants with this token instead of the raw Accept-Encoding value (which would make one
- * entry per spelling: "gzip, br", "br,gzip", "gzip;q=1, br"): two requests share an entry
- * exactly when they would be sent the same bytes. For proxied responses the availability
- * is unknown at lookup time: use SL_COMPRESS_HAVE_ALL (an uncompressible response then
- * sits under several tokens, which is wasteful but correct). */
-const char *sl_compress_variant(const sl_http_header_t *req, unsigned n, unsigned available);
+/* The response cache keys compressed variants by the request's Accept-Encoding value
+ * itself (RFC 9111 Vary), not by the coding chosen: an origin may pick a coding of its own
+ * (zstd, deflate) for one spelling, and a token would hand it to a client that did not ask
+ * for it (docs/static.md). */
 
 /* ---------------------------------------------------------------------------------------
  * ETag of a compressed representation (RFC 9110 §8.8.3)

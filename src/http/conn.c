@@ -16,6 +16,7 @@
 
 #include "../core/hash.h"
 #include "../core/log.h"
+#include "../core/out.h"
 #include "h2.h"
 #include "tls.h"
 
@@ -802,59 +803,32 @@ release:
     return 0;
 }
 
-/* Bounded appends for building answers without printf (which costs more than the whole
- * rest of a rejected request). */
-typedef struct out {
-    char *p, *end;
-    int overflow;
-} out_t;
-
-static inline void out_put(out_t *o, const char *s, size_t n)
-{
-    if ((size_t)(o->end - o->p) < n) {
-        o->overflow = 1;
-        return;
-    }
-    memcpy(o->p, s, n);
-    o->p += n;
-}
-
-static inline void out_str(out_t *o, const char *s)
-{
-    out_put(o, s, strlen(s));
-}
-
-static inline void out_u64(out_t *o, uint64_t v)
-{
-    char tmp[24];
-    out_put(o, tmp, sl_u64_dec(tmp, v));
-}
 
 /* An HTTP/1.1 head for a stream's request (its fields live in the stream, not in a read
  * buffer): into b, or 0 when it does not fit. */
 static size_t h2_head(const sl_exchange_t *from, sl_buf_t *b)
 {
     const sl_http_request_t *r = &from->req;
-    out_t o = {b->data, b->data + b->size, 0};
+    sl_out_t o = {b->data, b->data + b->size, 0};
     int host = 0;
-    out_put(&o, r->method.p, r->method.len);
-    out_put(&o, " ", 1);
-    out_put(&o, r->target.p, r->target.len);
-    out_put(&o, " HTTP/1.1\r\n", 11);
+    sl_out_put(&o, r->method.p, r->method.len);
+    sl_out_put(&o, " ", 1);
+    sl_out_put(&o, r->target.p, r->target.len);
+    sl_out_put(&o, " HTTP/1.1\r\n", 11);
     for (unsigned i = 0; i < r->nheaders; i++) {
         const sl_http_header_t *h = &r->headers[i];
         host |= h->id == SL_H_HOST;
-        out_put(&o, h->name, h->name_len);
-        out_put(&o, ": ", 2);
-        out_put(&o, h->value, h->value_len);
-        out_put(&o, "\r\n", 2);
+        sl_out_put(&o, h->name, h->name_len);
+        sl_out_put(&o, ": ", 2);
+        sl_out_put(&o, h->value, h->value_len);
+        sl_out_put(&o, "\r\n", 2);
     }
     if (!host) {
-        out_put(&o, "Host: ", 6);
-        out_put(&o, r->host.p, r->host.len);
-        out_put(&o, "\r\n", 2);
+        sl_out_put(&o, "Host: ", 6);
+        sl_out_put(&o, r->host.p, r->host.len);
+        sl_out_put(&o, "\r\n", 2);
     }
-    out_put(&o, "\r\n", 2);
+    sl_out_put(&o, "\r\n", 2);
     return o.overflow ? 0 : (size_t)(o.p - b->data);
 }
 
@@ -965,30 +939,30 @@ void sl_conn_respond(sl_exchange_t *x, int status, const char *ctype, const char
     }
     int ka = sl_conn_keepalive(x);
     int head_only = x->req.method_id == SL_M_HEAD || status == 204 || status == 304;
-    out_t o = {b->data, b->data + b->size, 0};
-    out_put(&o, "HTTP/1.1 ", 9);
-    out_u64(&o, (uint64_t)status);
-    out_put(&o, " ", 1);
-    out_str(&o, sl_http1_reason(status));
-    out_put(&o, "\r\nServer: sluice\r\n", 18);
-    out_put(&o, c->w->date, c->w->date_len);
-    out_put(&o, "\r\n", 2);
+    sl_out_t o = {b->data, b->data + b->size, 0};
+    sl_out_put(&o, "HTTP/1.1 ", 9);
+    sl_out_u64(&o, (uint64_t)status);
+    sl_out_put(&o, " ", 1);
+    sl_out_str(&o, sl_http1_reason(status));
+    sl_out_put(&o, "\r\nServer: sluice\r\n", 18);
+    sl_out_put(&o, c->w->date, c->w->date_len);
+    sl_out_put(&o, "\r\n", 2);
     if (ctype) {
-        out_put(&o, "Content-Type: ", 14);
-        out_str(&o, ctype);
-        out_put(&o, "\r\n", 2);
+        sl_out_put(&o, "Content-Type: ", 14);
+        sl_out_str(&o, ctype);
+        sl_out_put(&o, "\r\n", 2);
     }
-    out_put(&o, "Content-Length: ", 16);
-    out_u64(&o, len);
-    out_put(&o, "\r\n", 2);
+    sl_out_put(&o, "Content-Length: ", 16);
+    sl_out_u64(&o, len);
+    sl_out_put(&o, "\r\n", 2);
     if (!ka)
-        out_put(&o, "Connection: close\r\n", 19);
+        sl_out_put(&o, "Connection: close\r\n", 19);
     if (extra)
-        out_str(&o, extra);
-    out_put(&o, x->resp_extra, x->resp_extra_len);
-    out_put(&o, "\r\n", 2);
+        sl_out_str(&o, extra);
+    sl_out_put(&o, x->resp_extra, x->resp_extra_len);
+    sl_out_put(&o, "\r\n", 2);
     if (body && !head_only)
-        out_put(&o, body, len);
+        sl_out_put(&o, body, len);
     if (o.overflow) {
         sl_buf_put(&c->w->bufs, b);
         sl_conn_end(x, 0);

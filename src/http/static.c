@@ -408,18 +408,27 @@ const char *sl_static_type_at(size_t i, const char **type)
     return TYPES[i].ext;
 }
 
-const char *sl_static_content_type(const char *name, size_t n)
+/* The last segment of name[0..n) (after its last '/'), and in *dot its last '.' (NULL
+ * when it has none): where a file name's extension starts. */
+static const char *last_segment(const char *name, size_t n, const char **dot)
 {
-    if (!name)
-        return SL_STATIC_TYPE_DEFAULT;
     const char *base = name, *e = name + n;
     for (const char *q = name; q < e; q++)
         if (*q == '/')
             base = q + 1;
-    const char *dot = NULL;
+    *dot = NULL;
     for (const char *q = base; q < e; q++)
         if (*q == '.')
-            dot = q;
+            *dot = q;
+    return base;
+}
+
+const char *sl_static_content_type(const char *name, size_t n)
+{
+    if (!name)
+        return SL_STATIC_TYPE_DEFAULT;
+    const char *e = name + n, *dot;
+    const char *base = last_segment(name, n, &dot);
     if (!dot || dot == base)
         return SL_STATIC_TYPE_DEFAULT;
     char ext[16];
@@ -873,14 +882,8 @@ int sl_static_fingerprinted(const char *name, size_t n, unsigned min_hex)
 {
     if (!name || min_hex == 0)
         return 0;
-    const char *base = name, *e = name + n;
-    for (const char *q = name; q < e; q++)
-        if (*q == '/')
-            base = q + 1;
-    const char *dot = NULL;
-    for (const char *q = base; q < e; q++)
-        if (*q == '.')
-            dot = q;
+    const char *e = name + n, *dot;
+    const char *base = last_segment(name, n, &dot);
     if (!dot || dot + 1 == e)
         return 0; /* no extension */
     const char *s = base;

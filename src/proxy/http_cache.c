@@ -26,6 +26,7 @@
 #include <strings.h>
 
 #include "../core/log.h"
+#include "../core/out.h"
 #include "proxy.h"
 #include "../cache/cache_redis.h"
 #include "../cache/cachecontrol.h"
@@ -525,34 +526,13 @@ static void release_obj(void *arg)
     sl_cache_obj_release(arg);
 }
 
-typedef struct wb {
-    char *p, *end;
-    int overflow;
-} wb_t;
+#define PUTS(w, lit) SL_OUT_LIT(w, lit)
 
-static inline void put(wb_t *w, const char *s, size_t n)
+static inline void put_field(sl_out_t *w, const sl_http_header_t *h)
 {
-    if ((size_t)(w->end - w->p) < n) {
-        w->overflow = 1;
-        return;
-    }
-    memcpy(w->p, s, n);
-    w->p += n;
-}
-
-#define PUTS(w, lit) put(w, lit, sizeof(lit) - 1)
-
-static inline void put_dec(wb_t *w, uint64_t v)
-{
-    char tmp[24];
-    put(w, tmp, sl_u64_dec(tmp, v));
-}
-
-static inline void put_field(wb_t *w, const sl_http_header_t *h)
-{
-    put(w, h->name, h->name_len);
+    sl_out_put(w, h->name, h->name_len);
     PUTS(w, ": ");
-    put(w, h->value, h->value_len);
+    sl_out_put(w, h->value, h->value_len);
     PUTS(w, "\r\n");
 }
 
@@ -582,13 +562,13 @@ static int parse_stored(const sl_cache_obj_t *obj, sl_http_response_t *r)
 }
 
 /* The connection fields, the policies' fields (RateLimit...) and Via, ending the head. */
-static void put_tail(wb_t *w, sl_exchange_t *x, int ka)
+static void put_tail(sl_out_t *w, sl_exchange_t *x, int ka)
 {
     if (!ka)
         PUTS(w, "Connection: close\r\n");
     else if (x->req.version == 10)
         PUTS(w, "Connection: keep-alive\r\n");
-    put(w, x->resp_extra, x->resp_extra_len);
+    sl_out_put(w, x->resp_extra, x->resp_extra_len);
     PUTS(w, "Via: 1.1 sluice\r\n\r\n");
 }
 
@@ -608,7 +588,7 @@ static void send_304(sl_exchange_t *x, const sl_cache_obj_t *obj, const sl_http_
         sl_conn_end(x, 0);
         return;
     }
-    wb_t w = {b->data, b->data + b->size, 0};
+    sl_out_t w = {b->data, b->data + b->size, 0};
     PUTS(&w, "HTTP/1.1 304 Not Modified\r\n");
     for (unsigned i = 0; i < st->nheaders; i++)
         for (size_t k = 0; k < SL_ARRAY_LEN(keep); k++)
@@ -617,9 +597,9 @@ static void send_304(sl_exchange_t *x, const sl_cache_obj_t *obj, const sl_http_
                 break;
             }
     PUTS(&w, "Age: ");
-    put_dec(&w, age);
+    sl_out_u64(&w, age);
     PUTS(&w, "\r\n");
-    put(&w, xcache_lines[result], strlen(xcache_lines[result]));
+    sl_out_put(&w, xcache_lines[result], strlen(xcache_lines[result]));
     put_tail(&w, x, ka);
     if (w.overflow) {
         sl_buf_put(&x->conn->w->bufs, b);
@@ -659,14 +639,14 @@ static void serve(sl_exchange_t *x, sl_cache_obj_t *obj, int result, int end)
         sl_conn_end(x, 0);
         return;
     }
-    wb_t o = {tb->data, tb->data + tb->size, 0};
+    sl_out_t o = {tb->data, tb->data + tb->size, 0};
     PUTS(&o, "Age: ");
-    put_dec(&o, age);
+    sl_out_u64(&o, age);
     PUTS(&o, "\r\n");
-    put(&o, xcache_lines[result], strlen(xcache_lines[result]));
+    sl_out_put(&o, xcache_lines[result], strlen(xcache_lines[result]));
     if (m->status != 204 && m->status != 304) {
         PUTS(&o, "Content-Length: ");
-        put_dec(&o, obj->body.len);
+        sl_out_u64(&o, obj->body.len);
         PUTS(&o, "\r\n");
     }
     put_tail(&o, x, ka);
@@ -728,7 +708,7 @@ static void make_conditional(hc_x_t *s, const sl_cache_obj_t *obj)
     sl_http_response_t st;
     if (parse_stored(obj, &st))
         return;
-    wb_t w = {s->cond, s->cond + sizeof(s->cond), 0};
+    sl_out_t w = {s->cond, s->cond + sizeof(s->cond), 0};
     for (unsigned i = 0; i < st.nheaders; i++) {
         const sl_http_header_t *h = &st.headers[i];
         char *mark = w.p;
@@ -739,7 +719,7 @@ static void make_conditional(hc_x_t *s, const sl_cache_obj_t *obj)
         } else {
             continue;
         }
-        put(&w, h->value, h->value_len);
+        sl_out_put(&w, h->value, h->value_len);
         PUTS(&w, "\r\n");
         if (w.overflow) { /* a validator too long to send: revalidate without it */
             w.p = mark;
@@ -1258,13 +1238,13 @@ static int start_object(sl_exchange_t *x, const sl_http_response_t *r,
         abandon(s, SL_CACHE_NOT_STORABLE, 0, mono);
         return -1;
     }
-    wb_t o = {tmp->data, tmp->data + tmp->size, 0};
+    sl_out_t o = {tmp->data, tmp->data + tmp->size, 0};
     /* The head: status line, then the stored fields. */
     PUTS(&o, "HTTP/1.1 ");
     char st[4] = {(char)('0' + r->status / 100), (char)('0' + r->status / 10 % 10),
                   (char)('0' + r->status % 10), ' '};
-    put(&o, st, 4);
-    put(&o, r->reason.p, r->reason.len);
+    sl_out_put(&o, st, 4);
+    sl_out_put(&o, r->reason.p, r->reason.len);
     PUTS(&o, "\r\n");
     for (unsigned i = 0; i < nfields; i++) {
         const sl_http_header_t *h = &fields[i];
@@ -1293,7 +1273,7 @@ static int start_object(sl_exchange_t *x, const sl_http_response_t *r,
             for (unsigned i = 0; i < v.n; i++) {
                 if (i)
                     PUTS(&o, ",");
-                put(&o, v.names + v.off[i], v.len[i]);
+                sl_out_put(&o, v.names + v.off[i], v.len[i]);
             }
             spec.vary = (sl_slice_t){names, (size_t)(o.p - names)};
             int64_t k = o.overflow ? -1

@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "../core/log.h"
+#include "../core/out.h"
 #include "../http/compress.h"
 #include "../http/encoder.h"
 #include "../core/metrics.h"
@@ -187,28 +188,7 @@ uint64_t sl_proxy_upstream_us(const sl_exchange_t *x)
 
 /* ---- building bytes ---- */
 
-typedef struct wbuf {
-    char *p, *end;
-    int overflow;
-} wbuf_t;
-
-static inline void put(wbuf_t *w, const char *s, size_t n)
-{
-    if (SL_UNLIKELY((size_t)(w->end - w->p) < n)) {
-        w->overflow = 1;
-        return;
-    }
-    memcpy(w->p, s, n);
-    w->p += n;
-}
-
-#define PUTS(w, lit) put((w), (lit), sizeof(lit) - 1)
-
-static inline void put_dec(wbuf_t *w, uint64_t v)
-{
-    char tmp[24];
-    put(w, tmp, sl_u64_dec(tmp, v));
-}
+#define PUTS(w, lit) SL_OUT_LIT(w, lit)
 
 static inline size_t hex_line(char *dst, uint64_t v)
 {
@@ -225,7 +205,7 @@ static inline size_t hex_line(char *dst, uint64_t v)
     return (size_t)(e - q);
 }
 
-static inline void put_header(wbuf_t *w, const sl_http_header_t *h)
+static inline void put_header(sl_out_t *w, const sl_http_header_t *h)
 {
     size_t n = (size_t)h->name_len + 2 + h->value_len + 2;
     if (SL_UNLIKELY((size_t)(w->end - w->p) < n)) {
@@ -244,7 +224,7 @@ static inline void put_header(wbuf_t *w, const sl_http_header_t *h)
     w->p = o;
 }
 
-static void put_request_id(wbuf_t *w, sl_exchange_t *x)
+static void put_request_id(sl_out_t *w, sl_exchange_t *x)
 {
     static const char hex[] = "0123456789abcdef";
     sl_worker_t *wk = x->conn->w;
@@ -256,7 +236,7 @@ static void put_request_id(wbuf_t *w, sl_exchange_t *x)
     for (int i = 15; i >= 0; i--, v >>= 4)
         id[i] = hex[v & 15];
     PUTS(w, "X-Request-Id: ");
-    put(w, id, 16);
+    sl_out_put(w, id, 16);
     PUTS(w, "\r\n");
 }
 
@@ -287,13 +267,13 @@ static sl_buf_t *build_request(px_t *p)
     sl_buf_t *b = sl_buf_get(&c->w->bufs);
     if (!b)
         return NULL;
-    wbuf_t w = {b->data, b->data + b->size, 0};
-    put(&w, r->method.p, r->method.len);
+    sl_out_t w = {b->data, b->data + b->size, 0};
+    sl_out_put(&w, r->method.p, r->method.len);
     PUTS(&w, " ");
-    put(&w, r->path.p, r->path.len);
+    sl_out_put(&w, r->path.p, r->path.len);
     if (r->query.p) {
         PUTS(&w, "?");
-        put(&w, r->query.p, r->query.len);
+        sl_out_put(&w, r->query.p, r->query.len);
     }
     PUTS(&w, " HTTP/1.1\r\n");
     const sl_http_header_t *xff[8], *via[8];
@@ -333,25 +313,25 @@ static sl_buf_t *build_request(px_t *p)
     if (!host_seen) {
         PUTS(&w, "Host: ");
         if (r->host.len)
-            put(&w, r->host.p, r->host.len);
+            sl_out_put(&w, r->host.p, r->host.len);
         else
-            put(&w, p->server->conf.addr.text, strlen(p->server->conf.addr.text));
+            sl_out_put(&w, p->server->conf.addr.text, strlen(p->server->conf.addr.text));
         PUTS(&w, "\r\n");
     }
     PUTS(&w, "X-Forwarded-For: ");
     for (unsigned i = 0; i < nxff; i++) {
-        put(&w, xff[i]->value, xff[i]->value_len);
+        sl_out_put(&w, xff[i]->value, xff[i]->value_len);
         PUTS(&w, ", ");
     }
-    put(&w, c->peer, c->peer_len);
+    sl_out_put(&w, c->peer, c->peer_len);
     PUTS(&w, "\r\nX-Real-IP: ");
-    put(&w, c->peer, c->peer_len);
+    sl_out_put(&w, c->peer, c->peer_len);
     if (c->cfg->is_tls)
         PUTS(&w, "\r\nX-Forwarded-Proto: https\r\nVia: ");
     else
         PUTS(&w, "\r\nX-Forwarded-Proto: http\r\nVia: ");
     for (unsigned i = 0; i < nvia; i++) {
-        put(&w, via[i]->value, via[i]->value_len);
+        sl_out_put(&w, via[i]->value, via[i]->value_len);
         PUTS(&w, ", ");
     }
     if (r->version == 10)
@@ -361,11 +341,11 @@ static sl_buf_t *build_request(px_t *p)
     if (!id_seen)
         put_request_id(&w, x);
     if (p->up_extra_len)
-        put(&w, p->up_extra, p->up_extra_len);
+        sl_out_put(&w, p->up_extra, p->up_extra_len);
     int kind = sl_http1_request_body(r);
     if (kind == SL_BODY_LENGTH || (r->flags & SL_HF_CONTENT_LENGTH)) {
         PUTS(&w, "Content-Length: ");
-        put_dec(&w, (uint64_t)r->content_length);
+        sl_out_u64(&w, (uint64_t)r->content_length);
         PUTS(&w, "\r\n");
     } else if (kind == SL_BODY_CHUNKED) {
         PUTS(&w, "Transfer-Encoding: chunked\r\n");
@@ -374,7 +354,7 @@ static sl_buf_t *build_request(px_t *p)
     if (p->upgrade) {
         const sl_http_header_t *u = sl_http1_find(r->headers, r->nheaders, SL_H_UPGRADE);
         PUTS(&w, "Connection: upgrade\r\nUpgrade: ");
-        put(&w, u->value, u->value_len);
+        sl_out_put(&w, u->value, u->value_len);
         PUTS(&w, "\r\n");
     }
     PUTS(&w, "\r\n");
@@ -1071,7 +1051,7 @@ static int enc_feed(px_t *p, const char *d, size_t n, int mode)
 }
 
 /* The client response head, re-serialised from the upstream's. */
-static int build_response_head(px_t *p, wbuf_t *w)
+static int build_response_head(px_t *p, sl_out_t *w)
 {
     sl_exchange_t *x = p->x;
     const sl_http_response_t *r = &p->resp;
@@ -1079,8 +1059,8 @@ static int build_response_head(px_t *p, wbuf_t *w)
     PUTS(w, "HTTP/1.1 ");
     char st[4] = {(char)('0' + r->status / 100), (char)('0' + r->status / 10 % 10),
                   (char)('0' + r->status % 10), ' '};
-    put(w, st, 4);
-    put(w, r->reason.p, r->reason.len);
+    sl_out_put(w, st, 4);
+    sl_out_put(w, r->reason.p, r->reason.len);
     PUTS(w, "\r\n");
     const sl_http_header_t *cl = NULL;
     for (unsigned i = 0; i < r->nheaders; i++) {
@@ -1095,7 +1075,7 @@ static int build_response_head(px_t *p, wbuf_t *w)
     }
     if (p->resp_kind == SL_BODY_LENGTH && !p->enc) {
         PUTS(w, "Content-Length: ");
-        put_dec(w, (uint64_t)r->content_length);
+        sl_out_u64(w, (uint64_t)r->content_length);
         PUTS(w, "\r\n");
     } else if (p->resp_kind == SL_BODY_NONE && cl && r->status != 304 && r->status >= 200) {
         put_header(w, cl); /* HEAD: the length the GET would have */
@@ -1106,14 +1086,14 @@ static int build_response_head(px_t *p, wbuf_t *w)
         const sl_http_header_t *u = sl_http1_find(r->headers, r->nheaders, SL_H_UPGRADE);
         PUTS(w, "Connection: upgrade\r\nUpgrade: ");
         if (u)
-            put(w, u->value, u->value_len);
+            sl_out_put(w, u->value, u->value_len);
         PUTS(w, "\r\n");
     } else if (!ka) {
         PUTS(w, "Connection: close\r\n");
     } else if (x->req.version == 10) {
         PUTS(w, "Connection: keep-alive\r\n");
     }
-    put(w, x->resp_extra, x->resp_extra_len);
+    sl_out_put(w, x->resp_extra, x->resp_extra_len);
     PUTS(w, "Via: 1.1 sluice\r\n\r\n");
     return w->overflow ? SL_ETOOBIG : 0;
 }
@@ -1417,7 +1397,7 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             fail(p, 502, "out of memory", E_RESET);
             return;
         }
-        wbuf_t w = {hb->data, hb->data + hb->size, 0};
+        sl_out_t w = {hb->data, hb->data + hb->size, 0};
         if (build_response_head(p, &w)) {
             sl_buf_put(&u->w->bufs, hb);
             fail(p, 502, "upstream response head too large", E_BAD_RESPONSE);

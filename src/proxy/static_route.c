@@ -19,8 +19,10 @@
 #include <unistd.h>
 
 #include "../core/hash.h"
+#include "../core/lex.h"
 #include "../core/log.h"
 #include "../core/metrics.h"
+#include "../core/out.h"
 #include "../http/compress.h"
 #include "../http/encoder.h"
 #include "../http/static.h"
@@ -79,7 +81,6 @@ typedef struct job {
     int slash;                /* the path named a directory ("/", "docs/") */
     int codings[2];           /* acceptable codings in preference order, IDENTITY ends */
     int64_t now_s;
-    int want_whole;           /* read the whole representation to keep it (file_cache) */
     unsigned ncond;
     /* answer */
     int rc;                   /* 0, or a sl_static_open code */
@@ -330,7 +331,7 @@ static void open_work(uv_work_t *req)
             j->m.etag_len = 0;
         }
     }
-    if (j->want_whole && use.size <= FCACHE_FILE_MAX) {
+    if (sr->files && use.size <= FCACHE_FILE_MAX) { /* keep it (file_cache) */
         /* Small enough to keep: read (or code) the whole representation; the loop decides
          * the answer from memory, as for every later request until file_cache_valid. */
         int ok;
@@ -622,48 +623,21 @@ static void job_abort(sl_exchange_t *x)
         job_free(j);
 }
 
-/* Bounded appends (the head fits a pooled buffer: max_header_bytes + 16 KiB). */
-typedef struct out {
-    char *p, *end;
-    int overflow;
-} out_t;
-
-static void put(out_t *o, const char *s, size_t n)
-{
-    if ((size_t)(o->end - o->p) < n) {
-        o->overflow = 1;
-        return;
-    }
-    memcpy(o->p, s, n);
-    o->p += n;
-}
-
-static void puts_(out_t *o, const char *s)
-{
-    put(o, s, strlen(s));
-}
-
-static void put_u64(out_t *o, uint64_t v)
-{
-    char tmp[24];
-    put(o, tmp, sl_u64_dec(tmp, v));
-}
-
 static void redirect(sl_exchange_t *x)
 {
     /* "/static/docs" names a directory: send the client to "/static/docs/" so the page's
      * relative links resolve under it (nginx and Apache do the same). */
     const sl_http_request_t *r = &x->req;
     char extra[SL_STATIC_PATH_MAX + 64];
-    out_t o = {extra, extra + sizeof(extra) - 1, 0};
-    put(&o, "Location: ", 10);
-    put(&o, r->path.p, r->path.len);
-    put(&o, "/", 1);
+    sl_out_t o = {extra, extra + sizeof(extra) - 1, 0};
+    sl_out_put(&o, "Location: ", 10);
+    sl_out_put(&o, r->path.p, r->path.len);
+    sl_out_put(&o, "/", 1);
     if (r->query.len) {
-        put(&o, "?", 1);
-        put(&o, r->query.p, r->query.len);
+        sl_out_put(&o, "?", 1);
+        sl_out_put(&o, r->query.p, r->query.len);
     }
-    put(&o, "\r\n", 2);
+    sl_out_put(&o, "\r\n", 2);
     if (o.overflow) {
         sl_conn_error(x, 414, "URI too long");
         return;
@@ -682,66 +656,66 @@ static sl_buf_t *build_head(sl_exchange_t *x, const sl_static_route_t *sr, const
     if (!b)
         return NULL;
     x->status = rp->status;
-    out_t o = {b->data, b->data + b->size, 0};
-    put(&o, "HTTP/1.1 ", 9);
-    put_u64(&o, (uint64_t)rp->status);
-    put(&o, " ", 1);
-    puts_(&o, sl_http1_reason(rp->status));
-    put(&o, "\r\nServer: sluice\r\n", 18);
-    put(&o, c->w->date, c->w->date_len);
-    put(&o, "\r\n", 2);
+    sl_out_t o = {b->data, b->data + b->size, 0};
+    sl_out_put(&o, "HTTP/1.1 ", 9);
+    sl_out_u64(&o, (uint64_t)rp->status);
+    sl_out_put(&o, " ", 1);
+    sl_out_str(&o, sl_http1_reason(rp->status));
+    sl_out_put(&o, "\r\nServer: sluice\r\n", 18);
+    sl_out_put(&o, c->w->date, c->w->date_len);
+    sl_out_put(&o, "\r\n", 2);
     if (rp->status == 200 || rp->status == 206) {
-        put(&o, "Content-Type: ", 14);
-        puts_(&o, m->ctype);
-        put(&o, "\r\n", 2);
+        sl_out_put(&o, "Content-Type: ", 14);
+        sl_out_str(&o, m->ctype);
+        sl_out_put(&o, "\r\n", 2);
     }
     if (rp->status != 304) { /* a 304 carries no Content-Length unless it equals the 200's */
-        put(&o, "Content-Length: ", 16);
-        put_u64(&o, rp->len);
-        put(&o, "\r\n", 2);
+        sl_out_put(&o, "Content-Length: ", 16);
+        sl_out_u64(&o, rp->len);
+        sl_out_put(&o, "\r\n", 2);
     }
     if (rp->status == 206 || rp->status == 416) {
         char cr[SL_STATIC_CONTENT_RANGE_MAX];
         int n = sl_static_content_range(rp, cr, sizeof(cr));
         if (n > 0) {
-            put(&o, "Content-Range: ", 15);
-            put(&o, cr, (size_t)n);
-            put(&o, "\r\n", 2);
+            sl_out_put(&o, "Content-Range: ", 15);
+            sl_out_put(&o, cr, (size_t)n);
+            sl_out_put(&o, "\r\n", 2);
         }
     }
     if (m->etag_len) {
-        put(&o, "ETag: ", 6);
-        put(&o, m->etag, m->etag_len);
-        put(&o, "\r\n", 2);
+        sl_out_put(&o, "ETag: ", 6);
+        sl_out_put(&o, m->etag, m->etag_len);
+        sl_out_put(&o, "\r\n", 2);
     }
     if (m->lastmod_len) {
-        put(&o, "Last-Modified: ", 15);
-        put(&o, m->lastmod, m->lastmod_len);
-        put(&o, "\r\n", 2);
+        sl_out_put(&o, "Last-Modified: ", 15);
+        sl_out_put(&o, m->lastmod, m->lastmod_len);
+        sl_out_put(&o, "\r\n", 2);
     }
     if (m->coding != SL_COMPRESS_IDENTITY) {
-        put(&o, "Content-Encoding: ", 18);
-        puts_(&o, sl_compress_token(m->coding));
-        put(&o, "\r\n", 2);
+        sl_out_put(&o, "Content-Encoding: ", 18);
+        sl_out_str(&o, sl_compress_token(m->coding));
+        sl_out_put(&o, "\r\n", 2);
     } else if (rp->status == 200 || rp->status == 206) {
-        put(&o, "Accept-Ranges: bytes\r\n", 22);
+        sl_out_put(&o, "Accept-Ranges: bytes\r\n", 22);
     }
     if (m->vary)
-        put(&o, "Vary: Accept-Encoding\r\n", 23);
+        sl_out_put(&o, "Vary: Accept-Encoding\r\n", 23);
     if (rp->status == 200 || rp->status == 206 || rp->status == 304) {
         if (m->immutable) {
-            put(&o, "Cache-Control: " SL_STATIC_CC_IMMUTABLE "\r\n",
+            sl_out_put(&o, "Cache-Control: " SL_STATIC_CC_IMMUTABLE "\r\n",
                 sizeof("Cache-Control: " SL_STATIC_CC_IMMUTABLE "\r\n") - 1);
         } else if (sr->conf->max_age_ms) {
-            put(&o, "Cache-Control: public, max-age=", 31);
-            put_u64(&o, sr->conf->max_age_ms / 1000);
-            put(&o, "\r\n", 2);
+            sl_out_put(&o, "Cache-Control: public, max-age=", 31);
+            sl_out_u64(&o, sr->conf->max_age_ms / 1000);
+            sl_out_put(&o, "\r\n", 2);
         }
     }
     if (!ka)
-        put(&o, "Connection: close\r\n", 19);
-    put(&o, x->resp_extra, x->resp_extra_len);
-    put(&o, "\r\n", 2);
+        sl_out_put(&o, "Connection: close\r\n", 19);
+    sl_out_put(&o, x->resp_extra, x->resp_extra_len);
+    sl_out_put(&o, "\r\n", 2);
     if (o.overflow) {
         sl_buf_put(&c->w->bufs, b);
         return NULL;
@@ -854,7 +828,7 @@ static void copy_conditions(job_t *j, const sl_http_request_t *r)
             continue;
         int want = 0;
         for (size_t k = 0; k < SL_ARRAY_LEN(names) && !want; k++)
-            want = h->name_len == strlen(names[k]) && strncasecmp(h->name, names[k], h->name_len) == 0;
+            want = sl_ieq_lit(h->name, h->name_len, names[k], strlen(names[k]));
         if (!want || used + h->name_len + h->value_len > COND_BYTES)
             continue;
         sl_http_header_t *c = &j->cond[j->ncond++];
@@ -871,7 +845,7 @@ static void copy_conditions(job_t *j, const sl_http_request_t *r)
 static int has_range(const sl_http_request_t *r)
 {
     for (unsigned i = 0; i < r->nheaders; i++)
-        if (r->headers[i].name_len == 5 && strncasecmp(r->headers[i].name, "range", 5) == 0)
+        if (sl_ieq_lit(r->headers[i].name, r->headers[i].name_len, "range", 5))
             return 1;
     return 0;
 }
@@ -938,7 +912,6 @@ void sl_static_route_serve(sl_exchange_t *x, const sl_static_route_t *sr, size_t
     j->slash = slash;
     j->codings[0] = codings[0];
     j->codings[1] = codings[1];
-    j->want_whole = sr->files != NULL;
     j->fd = -1;
     j->chunk = NULL;
     j->m.ctype = SL_STATIC_TYPE_DEFAULT;

@@ -895,46 +895,6 @@ static void test_vary(void **state)
     assert_int_equal(sl_compress_vary_has(NULL, 0), 0);
 }
 
-static void test_variant(void **state)
-{
-    (void)state;
-    static const struct {
-        const char *ae; /* NULL: no field */
-        unsigned avail;
-        const char *token;
-    } cases[] = {
-        {"gzip, br", ALL, "br"},
-        {"br,gzip", ALL, "br"},
-        {"gzip;q=1, br", ALL, "br"},
-        {"gzip, deflate, br, zstd", ALL, "br"},
-        {"gzip, br", HGZ, "gzip"},
-        {"gzip", ALL, "gzip"},
-        {"x-gzip", ALL, "gzip"},
-        {"GZIP ; q=0.5", ALL, "gzip"},
-        {"br;q=0.1, gzip;q=0.2", ALL, "gzip"},
-        {NULL, ALL, ""},
-        {"", ALL, ""},
-        {"identity", ALL, ""},
-        {"deflate", ALL, ""},
-        {"*;q=0", ALL, ""}, /* NOT_ACCEPTABLE, answered with identity */
-        {"gzip, br", 0, ""},
-    };
-    for (size_t i = 0; i < SL_ARRAY_LEN(cases); i++) {
-        sl_http_header_t req[] = {H("Host", "example.com"),
-                                  H(cases[i].ae ? "Accept-Encoding" : "Accept", cases[i].ae)};
-        const char *t = sl_compress_variant(req, N(req), cases[i].avail);
-        if (strcmp(t, cases[i].token) != 0)
-            fail_msg("\"%s\" %#x: \"%s\", expected \"%s\"", cases[i].ae ? cases[i].ae : "(none)",
-                     cases[i].avail, t, cases[i].token);
-    }
-    /* split over two lines: the same variant as one line */
-    sl_http_header_t two[] = {H("Accept-Encoding", "gzip"), H("Accept-Encoding", "br")};
-    assert_string_equal(sl_compress_variant(two, N(two), ALL), "br");
-    assert_string_equal(sl_compress_variant(NULL, 0, ALL), "");
-}
-
-/* ---- ETag ------------------------------------------------------------------------- */
-
 static void etag_is(const char *in, int coding, const char *want)
 {
     char out[256];
@@ -1022,7 +982,6 @@ int main(void)
         cmocka_unit_test(test_eligible_fields),
         cmocka_unit_test(test_eligible_length),
         cmocka_unit_test(test_vary),
-        cmocka_unit_test(test_variant),
         cmocka_unit_test(test_etag),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
