@@ -448,10 +448,13 @@ def test_stale_while_revalidate_refresh_from_an_h2_request(start_origin, start_s
         routes=[{"match": {"path_prefix": "/"}, "service": "o",
                  "cache": {"stale_while_revalidate": "30s"}}]))
     c = H2Sock(sl.port)
-    path = "/bytes/300?cache=1"
+    # max-age=3: the origin's Date has whole seconds, so an answer's age starts anywhere in
+    # [0, 1) s; 3 s keeps the refreshed copy fresh (>= 2 s) for the last request, and the
+    # 3.3 s wait makes the first copy stale whatever its Date.
+    path = "/bytes/300?cache=3"
     c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, block(get_headers(path))))
     assert response(c, 1)[1].get("x-cache") == "MISS"
-    time.sleep(1.3)
+    time.sleep(3.3)
     c.send(frame(HEADERS, END_HEADERS | END_STREAM, 3, block(get_headers(path))))
     status, hdrs, body = response(c, 3)
     assert (status, hdrs.get("x-cache"), body) == (200, "STALE", pattern_bytes(0, 300))
